@@ -1,0 +1,44 @@
+"""Options and helpers every CLI verb shares: the config file, overrides, progress, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from personarec.config import RunConfig, load_config
+
+console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Run config file (TOML or YAML). Flags override its values.", exists=False),
+]
+RunDirOption = Annotated[Path | None, typer.Option("--run-dir", help="Where artifacts go (default: config run_dir).")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config field: --set personas.sample_users=20 (repeatable)."),
+]
+
+
+def resolve_config(config: Path | None, sets: list[str] | None = None, **overrides: Any) -> RunConfig:
+    """Load the config file and apply flag overrides given as dotted keys (``data.dataset``)."""
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    return load_config(config, dotted, sets)
+
+
+def progress() -> Progress:
+    """The one progress bar style used by every long step."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,0 +1,246 @@
+"""Train/validation/test splits with contiguous integer indices and a protocol card.
+
+A :class:`Split` is what every model and metric consumes. Users and items get indices
+``0..n-1``; ``split.user_ids[i]`` / ``split.item_ids[j]`` map back to external ids, and
+``split.catalogue`` row ``j`` describes item ``j``.
+
+Leave-one-out: per user, the last event is the test target, the second-to-last the validation
+target, the rest is training. Temporal: two global time cut points; validation/test events of
+items or users never seen in training are dropped (they cannot be ranked by any model here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import BaseModel, Field
+
+from personarec.data.preprocess import PreprocessConfig, preprocess, sort_events
+from personarec.data.protocol import ProtocolCard
+from personarec.data.records import Catalogue, Dataset
+from personarec.errors import EmptyDatasetError
+
+Stage = Literal["train", "valid", "test"]
+
+
+class SplitConfig(BaseModel):
+    """Which split to make."""
+
+    kind: Literal["leave-one-out", "temporal"] = "leave-one-out"
+    valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="temporal: share of events (by time) in valid")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="temporal: share of events (by time) in test")
+    exclude_seen: bool = Field(True, description="mask a user's already-seen items when ranking")
+
+
+@dataclass(frozen=True)
+class UserSequences:
+    """Per-user chronological item sequences in CSR form (no Python object per event)."""
+
+    indptr: np.ndarray  # int64, length n_users + 1
+    items: np.ndarray  # int32
+    timestamps: np.ndarray  # int64
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def __getitem__(self, user: int) -> np.ndarray:
+        return self.items[self.indptr[user] : self.indptr[user + 1]]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def to_matrix(self, n_items: int) -> sp.csr_matrix:
+        """Binary user x item matrix (duplicates collapse to 1)."""
+        data = np.ones(len(self.items), dtype=np.float32)
+        m = sp.csr_matrix((data, self.items, self.indptr), shape=(self.n_users, n_items))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, n_users: int) -> UserSequences:
+        """``frame`` must be sorted by user_idx then time."""
+        counts = np.bincount(frame["user_idx"].to_numpy(), minlength=n_users)
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(
+            indptr=indptr,
+            items=frame["item_idx"].to_numpy().astype(np.int32, copy=False),
+            timestamps=frame["timestamp"].to_numpy().astype(np.int64, copy=False),
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """A dataset cut into train / valid / test with index maps and its protocol card."""
+
+    user_ids: np.ndarray  # index -> external id (str)
+    item_ids: np.ndarray
+    catalogue: Catalogue  # row j describes item j
+    train: pl.DataFrame  # user_idx, item_idx, timestamp, rating; sorted by (user_idx, time, seq)
+    valid: pl.DataFrame
+    test: pl.DataFrame
+    protocol: ProtocolCard
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def history(self, stage: Stage) -> UserSequences:
+        """What a model may see when it predicts ``stage``.
+
+        ``train`` and ``valid`` -> the training events; ``test`` -> training + validation events.
+        """
+        if stage == "test":
+            frame = pl.concat([self.train, self.valid]).sort(["user_idx", "timestamp"], maintain_order=True)
+        else:
+            frame = self.train
+        return UserSequences.from_frame(frame, self.n_users)
+
+    def targets(self, stage: Literal["valid", "test"]) -> UserSequences:
+        """The held-out items to predict at ``stage`` (empty for users without any)."""
+        return UserSequences.from_frame(self.valid if stage == "valid" else self.test, self.n_users)
+
+    def eval_users(self, stage: Literal["valid", "test"]) -> np.ndarray:
+        """Users with at least one target at ``stage``."""
+        return np.flatnonzero(self.targets(stage).lengths() > 0).astype(np.int64)
+
+    def user_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids.tolist())}
+
+    def item_index(self) -> dict[str, int]:
+        return {it: i for i, it in enumerate(self.item_ids.tolist())}
+
+
+def _encode(frame: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> pl.DataFrame:
+    users = pl.DataFrame({"user_id": user_ids, "user_idx": np.arange(len(user_ids), dtype=np.int32)})
+    items = pl.DataFrame({"item_id": item_ids, "item_idx": np.arange(len(item_ids), dtype=np.int32)})
+    return (
+        frame.join(users, on="user_id", how="inner")
+        .join(items, on="item_id", how="inner")
+        .sort(["user_idx", "timestamp", "seq"])
+        .select("user_idx", "item_idx", "timestamp", "rating")
+    )
+
+
+def _leave_one_out(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    frame = frame.filter(pl.len().over("user_id") >= 3)
+    if frame.height == 0:
+        raise EmptyDatasetError("leave-one-out needs users with >= 3 events; none are left")
+    pos_from_end = pl.int_range(pl.len(), 0, -1).over("user_id")  # last event -> 1
+    frame = frame.with_columns(pos_from_end.alias("_rank"))
+    return (
+        frame.filter(pl.col("_rank") > 2).drop("_rank"),
+        frame.filter(pl.col("_rank") == 2).drop("_rank"),
+        frame.filter(pl.col("_rank") == 1).drop("_rank"),
+    )
+
+
+def _temporal(frame: pl.DataFrame, valid_fraction: float, test_fraction: float):
+    ordered = frame.sort(["timestamp", "seq"])
+    n = ordered.height
+    t_valid = ordered["timestamp"][int(n * (1 - valid_fraction - test_fraction))]
+    t_test = ordered["timestamp"][int(n * (1 - test_fraction))]
+    train = frame.filter(pl.col("timestamp") < t_valid)
+    if train.height == 0:
+        raise EmptyDatasetError("temporal split left no training events")
+    seen_users = train["user_id"].unique()
+    seen_items = train["item_id"].unique()
+    known = pl.col("user_id").is_in(seen_users.implode()) & pl.col("item_id").is_in(seen_items.implode())
+    valid = frame.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)).filter(known)
+    test = frame.filter(pl.col("timestamp") >= t_test).filter(known)
+    return train, valid, test, (int(t_valid), int(t_test))
+
+
+def make_split(
+    dataset: Dataset,
+    preprocess_config: PreprocessConfig | None = None,
+    split_config: SplitConfig | None = None,
+) -> Split:
+    """Preprocess ``dataset`` and cut it; the result carries its protocol card."""
+    preprocess_config = preprocess_config or PreprocessConfig()
+    split_config = split_config or SplitConfig()
+    interactions, steps = preprocess(dataset.interactions, preprocess_config)
+    frame = sort_events(interactions.frame)
+    if split_config.kind == "leave-one-out":
+        train, valid, test = _leave_one_out(frame)
+        split_desc = "leave-one-out (last event test, second-to-last validation, per user)"
+        if frame.height != train.height + valid.height + test.height:
+            steps.append("dropped users with < 3 events (leave-one-out)")
+    else:
+        train, valid, test, (t_valid, t_test) = _temporal(
+            frame, split_config.valid_fraction, split_config.test_fraction
+        )
+        split_desc = (
+            f"global temporal (valid from t={t_valid}, test from t={t_test}; "
+            "events of users/items unseen in train dropped from valid/test)"
+        )
+    user_ids = np.asarray(sorted(train["user_id"].unique().to_list()), dtype=object)
+    item_ids = np.asarray(sorted(train["item_id"].unique().to_list()), dtype=object)
+    if split_config.kind == "leave-one-out":
+        # Items that only appear as targets still belong to the candidate set.
+        all_items = set(item_ids.tolist()) | set(valid["item_id"].to_list()) | set(test["item_id"].to_list())
+        item_ids = np.asarray(sorted(all_items), dtype=object)
+    enc_train, enc_valid, enc_test = (_encode(f, user_ids, item_ids) for f in (train, valid, test))
+    card = ProtocolCard(
+        dataset=dataset.name,
+        checksums=dataset.checksums,
+        filtering=steps,
+        split=split_desc,
+        exclude_seen=split_config.exclude_seen,
+        n_users=len(user_ids),
+        n_items=len(item_ids),
+        n_train=enc_train.height,
+        n_valid=enc_valid.height,
+        n_test=enc_test.height,
+    )
+    return Split(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        catalogue=dataset.catalogue.restrict(item_ids.tolist()),
+        train=enc_train,
+        valid=enc_valid,
+        test=enc_test,
+        protocol=card,
+    )
+
+
+def save_split(split: Split, directory: str | Path) -> Path:
+    """Write a split as parquet files + the protocol card, so later stages reload it exactly."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    split.train.write_parquet(d / "train.parquet")
+    split.valid.write_parquet(d / "valid.parquet")
+    split.test.write_parquet(d / "test.parquet")
+    pl.DataFrame({"user_id": split.user_ids.tolist()}).write_parquet(d / "users.parquet")
+    pl.DataFrame({"item_id": split.item_ids.tolist()}).write_parquet(d / "items.parquet")
+    split.catalogue.frame.write_parquet(d / "catalogue.parquet")
+    split.protocol.save(d / "protocol.json")
+    return d
+
+
+def load_split(directory: str | Path) -> Split:
+    d = Path(directory)
+    if not (d / "protocol.json").exists():
+        from personarec.errors import DataError
+
+        raise DataError(f"no split in {d} (expected protocol.json); run `personarec data split` first")
+    return Split(
+        user_ids=np.asarray(pl.read_parquet(d / "users.parquet")["user_id"].to_list(), dtype=object),
+        item_ids=np.asarray(pl.read_parquet(d / "items.parquet")["item_id"].to_list(), dtype=object),
+        catalogue=Catalogue(pl.read_parquet(d / "catalogue.parquet")),
+        train=pl.read_parquet(d / "train.parquet"),
+        valid=pl.read_parquet(d / "valid.parquet"),
+        test=pl.read_parquet(d / "test.parquet"),
+        protocol=ProtocolCard.load(d / "protocol.json"),
+    )
