@@ -41,7 +41,7 @@ for module_name, name in SUBCOMMANDS:
         if exc.name and exc.name.startswith("personarec"):
             continue
         raise
-    sub = getattr(module, "app")
+    sub = getattr(module, "app", None)
     if isinstance(sub, typer.Typer):
         app.add_typer(sub, name=name)
     for extra_name, func in getattr(module, "TOP_LEVEL", {}).items():
