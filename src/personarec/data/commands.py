@@ -10,10 +10,15 @@ from rich.table import Table
 
 from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
 from personarec.config import RunConfig
+from personarec.errors import PersonarecError
 
 app = typer.Typer(help="Load datasets, preprocess, split (writes the protocol card).", no_args_is_help=True)
 
-DatasetOption = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name, e.g. ml-100k, ml-latest-small.")]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", help="Dataset name: ml-100k, ml-latest-small, ml-1m, ml-20m, ml-25m, ml-32m, "
+                 "amazon, p5-beauty, p5-sports, p5-toys, tabular (see `personarec data list`)."),
+]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Local folder with the dataset's files (no download).")]
 SkipBadOption = Annotated[bool | None, typer.Option("--skip-bad-rows/--strict", help="Skip and count malformed rows instead of stopping.")]
 
@@ -31,14 +36,15 @@ def build_split(cfg: RunConfig):
         with console.status(f"loading {cfg.data.dataset}"):
             dataset = load_dataset(
                 cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                skip_bad_rows=cfg.data.skip_bad_rows, report=report,
+                skip_bad_rows=cfg.data.skip_bad_rows, report=report, options=cfg.data.tabular,
             )
             split = make_split(dataset, cfg.data.preprocess, cfg.data.split)
         save_split(split, run.file("split"))
         run.record_checksums(dataset.name, dataset.checksums)
         entry.update(dataset.summary(), skipped_rows=report.total)
     if report.total:
-        console.print(f"[yellow]skipped {report.total} malformed rows[/] {report.skipped} (first lines: {report.examples})")
+        for path, count in report.skipped.items():
+            console.print(f"[yellow]skipped {count} malformed row(s)[/] in {path} (first lines: {report.examples[path]})")
     return dataset, split
 
 
@@ -63,3 +69,42 @@ def split(
     console.print(table)
     console.print(sp.protocol.render())
     console.print(f"split written to {cfg.run_dir / 'split'}")
+
+
+@app.command("list")
+def list_datasets() -> None:
+    """List the registered datasets and where their files would be found."""
+    from personarec.data.registry import REGISTRY, _has_marker, cache_dir, known_datasets, shared_data_dir
+
+    table = Table(title="datasets")
+    for col in ("name", "description", "local copy"):
+        table.add_column(col)
+    for name, desc in known_datasets().items():
+        spec = REGISTRY[name]
+        where = next(
+            (str(root / spec.folder) for root in (shared_data_dir(), cache_dir() / "datasets")
+             if spec.folder and _has_marker(root / spec.folder, spec.marker)),
+            "-" if spec.url is None else "downloadable",
+        )  # fmt: skip
+        table.add_row(name, desc, where)
+    console.print(table)
+
+
+@app.command()
+def download(
+    dataset: Annotated[str, typer.Argument(help="Registered dataset name with an official archive (ml-*).")],
+    force: Annotated[bool, typer.Option("--force", help="Download even when a local copy exists.")] = False,
+) -> None:
+    """Download an official archive into the cache, verify its checksum and unpack it."""
+    from personarec.data.download import download_dataset
+    from personarec.data.registry import cache_dir, get_spec, locate
+
+    spec = get_spec(dataset)
+    if not force:
+        try:
+            console.print(f"{dataset}: local copy at {locate(dataset, download=False)}")
+            return
+        except PersonarecError:
+            pass
+    path = download_dataset(spec, cache_dir() / "datasets")
+    console.print(f"{dataset}: verified and unpacked into {path}")

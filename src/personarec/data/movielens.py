@@ -69,6 +69,53 @@ def load_ml100k(directory: str | Path, *, skip_bad_rows: bool = False, report: R
     )
 
 
+def read_ml1m_ratings(
+    path: str | Path, *, skip_bad_rows: bool = False, report: ReadReport | None = None
+) -> pl.DataFrame:
+    """``ratings.dat``: ``UserID::MovieID::Rating::Timestamp``, no header."""
+    return read_delimited(
+        path,
+        columns={"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float32, "timestamp": pl.Int64},
+        separator="::",
+        has_header=False,
+        encoding="latin-1",
+        skip_bad_rows=skip_bad_rows,
+        report=report,
+    )
+
+
+def read_ml1m_movies(
+    path: str | Path, *, skip_bad_rows: bool = False, report: ReadReport | None = None
+) -> pl.DataFrame:
+    """``movies.dat``: ``MovieID::Title::Genres`` (genres ``|``-separated), latin-1."""
+    movies = read_delimited(
+        path,
+        columns={"item_id": pl.Utf8, "title": pl.Utf8, "genres": pl.Utf8},
+        separator="::",
+        has_header=False,
+        encoding="latin-1",
+        required=["item_id", "title"],
+        skip_bad_rows=skip_bad_rows,
+        report=report,
+    )
+    return movies.with_columns(pl.col("genres").fill_null("").str.split("|").list.filter(pl.element() != ""))
+
+
+def load_ml1m(directory: str | Path, *, skip_bad_rows: bool = False, report: ReadReport | None = None) -> Dataset:
+    """MovieLens 1M: ``ratings.dat`` and ``movies.dat`` (``::``-separated, latin-1)."""
+    directory = Path(directory)
+    ratings_path, movies_path = _require(directory, "ratings.dat", "movies.dat")
+    ratings = read_ml1m_ratings(ratings_path, skip_bad_rows=skip_bad_rows, report=report)
+    movies = read_ml1m_movies(movies_path, skip_bad_rows=skip_bad_rows, report=report)
+    return Dataset(
+        name="ml-1m",
+        interactions=Interactions.from_frame(ratings),
+        catalogue=Catalogue.from_frame(movies),
+        checksums={p.name: file_sha256(p) for p in (ratings_path, movies_path)},
+        source=str(directory),
+    )
+
+
 def _load_csv_release(
     name: str, directory: Path, *, skip_bad_rows: bool, report: ReadReport | None, with_tags: bool = True
 ) -> Dataset:
