@@ -9,7 +9,8 @@ refreshes. ``delete_user`` erases everything the store holds about a user.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from personarec.errors import ConfigError
 from personarec.personas.schema import Persona, PersonaEdits
@@ -46,7 +47,131 @@ class PersonaStore(ABC):
         pass
 
 
-def open_store(url: str) -> PersonaStore:
+@dataclass(frozen=True)
+class StoredEvent:
+    """One acknowledged interaction; ``seq`` numbers a user's events 1, 2, ... after the base
+    (offline) history, so a persona's ``version`` is the ``seq`` of the last event it includes."""
+
+    seq: int
+    item_id: str
+    timestamp: int
+    rating: float | None = None
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What the store knows about a user besides the persona: ``last_seq`` (0 = nothing yet),
+    ``base_len`` (events that came from the offline history), ``epoch`` (bumped by erasure so
+    in-flight refreshes of the erased user are discarded) and ``erased`` (the offline history
+    must no longer be used for this user)."""
+
+    last_seq: int = 0
+    base_len: int = 0
+    epoch: int = 0
+    erased: bool = False
+
+
+@dataclass(frozen=True)
+class EnqueueSpec:
+    """How an event batch schedules a refresh (see :mod:`personarec.serve.queue`)."""
+
+    debounce_s: float
+    max_wait_s: float
+    now: float
+
+
+@dataclass(frozen=True)
+class RefreshJob:
+    """A claimed refresh: rebuild ``user_id``'s persona from events up to ``target_seq``."""
+
+    user_id: str
+    target_seq: int
+    epoch: int
+    owner: str
+    lease_until: float
+    attempts: int
+    first_at: float  # when the oldest event not yet in a persona was acknowledged
+    priority: int
+
+
+class ServingStore(PersonaStore):
+    """A persona store that also keeps events, the refresh queue and counters, so that the API
+    and the worker processes share exactly one durable place (SQLite file or Redis).
+
+    Operations that must not interleave (append + enqueue, claim, complete + persona write,
+    erasure) are single atomic operations of the backend (one SQL transaction / one Lua script).
+    """
+
+    # -- events ---------------------------------------------------------------------------------
+    @abstractmethod
+    def append_events(
+        self,
+        user_id: str,
+        events: Sequence[tuple[str, int, float | None]],
+        *,
+        base_len: int,
+        enqueue: EnqueueSpec | None,
+    ) -> int:
+        """Store ``(item_id, timestamp, rating)`` events durably and (optionally) schedule a
+        refresh, atomically. ``base_len`` is the user's offline history length, used only the
+        first time a user is seen (and ignored after an erasure). Returns the last ``seq``."""
+
+    @abstractmethod
+    def events(self, user_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        """The user's stored events with ``seq > after_seq``, oldest first."""
+
+    @abstractmethod
+    def user_state(self, user_id: str) -> UserState | None:
+        """None for a user the store has never seen."""
+
+    # -- refresh queue primitives (policy lives in serve/queue.py) ------------------------------
+    @abstractmethod
+    def enqueue(self, user_id: str, spec: EnqueueSpec, *, touch: bool = True, base_len: int = 0) -> bool:
+        """Schedule a refresh up to the user's ``last_seq``; de-duplicated per user. ``touch``
+        re-arms the debounce of an existing job; without it an existing job is left alone.
+        Returns True if a job is now queued or leased for the user."""
+
+    @abstractmethod
+    def claim(self, owner: str, lease_s: float, now: float) -> RefreshJob | None:
+        """Lease the most urgent due job (users without a persona first, then by due time);
+        jobs whose lease expired are claimable again."""
+
+    @abstractmethod
+    def renew(self, job: RefreshJob, lease_s: float, now: float) -> bool:
+        """Extend a lease still held by ``job.owner``."""
+
+    @abstractmethod
+    def complete(self, job: RefreshJob, persona: Persona | None, now: float, stats: dict[str, float] | None = None) -> bool:
+        """Write ``persona`` (version-guarded, skipped if the user was erased since the claim),
+        add ``stats`` to the counters and finish the job: it is removed unless newer events
+        arrived meanwhile, in which case it is released for another round. Returns True if the
+        persona was written."""
+
+    @abstractmethod
+    def release(self, job: RefreshJob, retry_at: float, stats: dict[str, float] | None = None) -> None:
+        """Give a job back after a failure; it becomes due again at ``retry_at``."""
+
+    @abstractmethod
+    def drop(self, job: RefreshJob, stats: dict[str, float] | None = None) -> None:
+        """Remove a job that failed too often (a later event schedules a new one)."""
+
+    @abstractmethod
+    def queue_stats(self, now: float) -> dict[str, float]:
+        """``depth`` (queued + leased jobs), ``leased`` (live leases) and ``due`` (claimable now)."""
+
+    @abstractmethod
+    def queued_job(self, user_id: str) -> dict[str, float] | None:
+        """The user's queued/leased job as a dict (for tests and the erasure check)."""
+
+    # -- counters ---------------------------------------------------------------------------------
+    @abstractmethod
+    def incr_stats(self, stats: dict[str, float]) -> None: ...
+
+    @abstractmethod
+    def stats(self) -> dict[str, float]: ...
+
+
+def open_store(url: str) -> ServingStore:
     """``sqlite:///path/to/file.db`` (or a bare path) -> SQLite; ``redis://host:port/db`` -> Redis."""
     if url.startswith("redis://") or url.startswith("rediss://"):
         from personarec.serve.store.redis import RedisStore

@@ -1,0 +1,34 @@
+"""Fixtures of the serving tests: stores (SQLite file, real redis-server)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from personarec.serve.store.sqlite import SQLiteStore
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not found (Debian: apt-get install redis-server; .ci/run installs it)")
+    from tests.serve.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def serving_store(request, tmp_path):
+    """Every store implementation, behind the same interface."""
+    if request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "serve.db")
+    else:
+        from personarec.serve.store.redis import RedisStore
+
+        server = request.getfixturevalue("redis_server")
+        store = RedisStore(server.url)
+    yield store
+    store.close()
