@@ -45,3 +45,80 @@ def tiny() -> tuple[EvalData, np.ndarray, np.ndarray]:
     users = np.array([0, 1, 2])
     recs = np.array([[2, 3, 4], [1, 3, 4], [1, 2, 3]])
     return data, users, recs
+
+
+# -- a synthetic split and test-only recommenders (real Recommender subclasses, no mocks) ----------
+from personarec.data.records import Catalogue, Dataset, Interactions  # noqa: E402
+from personarec.data.splits import Split, make_split  # noqa: E402
+from personarec.recommend.base import Recommender  # noqa: E402
+
+
+def synthetic_split(n_users: int = 300, n_items: int = 40, per_user: int = 8, seed: int = 0) -> Split:
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, n_items + 1)  # a long tail, so popularity means something
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items, size=per_user, replace=False, p=pop / pop.sum())
+        for t, i in enumerate(items):
+            rows.append((f"u{u:04d}", f"i{i:03d}", 1000 + t, 4.0))
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp", "rating"], orient="row")
+    cat = pl.DataFrame({"item_id": [f"i{i:03d}" for i in range(n_items)], "title": [f"item {i}" for i in range(n_items)]})
+    ds = Dataset("synthetic", Interactions.from_frame(frame), Catalogue.from_frame(cat), {"events.csv": "0" * 64})
+    return make_split(ds)
+
+
+def synthetic_space(split: Split, n_fine: int = 4, seed: int = 0) -> ItemSpace:
+    rng = np.random.default_rng(seed)
+    n = split.n_items
+    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    fine = (np.arange(n) % n_fine).astype(np.int32)
+    return ItemSpace(
+        item_ids=split.item_ids, embeddings=emb, fine=fine, coarse=(fine // 2).astype(np.int32),
+        semantic_ids=np.stack([fine, np.arange(n)], axis=1).astype(np.int32),
+        fine_names=[f"cluster {c}" for c in range(n_fine)], coarse_names=[f"group {c}" for c in range((n_fine + 1) // 2)],
+        fine_parent=(np.arange(n_fine) // 2).astype(np.int32),
+    )  # fmt: skip
+
+
+class TableRecommender(Recommender):
+    """Scores read from a fixed ``[n_users, n_items]`` table: deterministic per user, batch-independent."""
+
+    name = "table-test"
+
+    def __init__(self, table: np.ndarray) -> None:
+        super().__init__()
+        self.table = table.astype(np.float32)
+        self.n_items = table.shape[1]
+
+    def fit(self, split, **context):
+        return self
+
+    def score(self, users, history):
+        return self.table[users].copy()
+
+
+def random_model(split: Split, seed: int) -> TableRecommender:
+    return TableRecommender(np.random.default_rng(seed).random((split.n_users, split.n_items)))
+
+
+def oracle_model(split: Split, share: float, seed: int, stage: str = "test") -> TableRecommender:
+    """Random, except that for a ``share`` of users the held-out target is ranked first."""
+    rng = np.random.default_rng(seed)
+    table = rng.random((split.n_users, split.n_items))
+    targets = split.targets(stage)
+    for u in np.flatnonzero(rng.random(split.n_users) < share):
+        table[u, targets[u]] = 10.0
+    return TableRecommender(table)
+
+
+@pytest.fixture(scope="module")
+def split() -> Split:
+    return synthetic_split()
+
+
+@pytest.fixture(scope="module")
+def space(split) -> ItemSpace:
+    return synthetic_space(split)

@@ -60,6 +60,13 @@ def row_membership(candidates: np.ndarray, rows: np.ndarray, values: np.ndarray)
     return keys[pos] == query
 
 
+def distinct_user_counts(seqs: UserSequences, n_items: int) -> np.ndarray:
+    """int64 [n_items]: how many distinct users have each item in ``seqs`` (repeats count once)."""
+    rows = np.repeat(np.arange(seqs.n_users, dtype=np.int64), seqs.lengths())
+    keys = np.unique(rows * n_items + seqs.items.astype(np.int64))
+    return np.bincount(keys % n_items, minlength=n_items).astype(np.int64)
+
+
 # -- the data a metric may read -------------------------------------------------------------------
 @dataclass(frozen=True)
 class EvalData:
@@ -80,8 +87,7 @@ class EvalData:
 
     def __post_init__(self) -> None:
         if self.popularity is None:
-            matrix = self.history.to_matrix(self.n_items)
-            object.__setattr__(self, "popularity", np.asarray(matrix.sum(axis=0)).ravel().astype(np.int64))
+            object.__setattr__(self, "popularity", distinct_user_counts(self.history, self.n_items))
             object.__setattr__(self, "n_history_users", int((self.history.lengths() > 0).sum()))
         if self.items is not None and self.items.n_items != self.n_items:
             raise ConfigError(
