@@ -9,7 +9,10 @@ Files:
 - ``items.parquet``   item_idx, item_id, fine_cluster, coarse_cluster, semantic_id (list[int])
 - ``clusters.parquet`` cluster_id, level ('fine' | 'coarse'), parent (coarse id for fine, -1),
   name, size, keywords (list[str])
-- ``space.json``      model name, dims, config used
+- ``space.json``      model name, dims, config used, build statistics
+- optional (present when built by :func:`personarec.items.build.build_item_space`):
+  ``fine_centroids.npy`` / ``coarse_centroids.npy`` float32 [n_clusters, dim] (unit norm) and
+  ``rq_codebooks.npy`` float32 [levels, codes, dim], so new items can be placed without a rebuild.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class ItemSpace:
     fine_parent: np.ndarray  # int32 [n_fine] coarse id of each fine cluster
     fine_keywords: list[list[str]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    coarse_keywords: list[list[str]] = field(default_factory=list)
+    fine_centroids: np.ndarray | None = None  # float32 [n_fine, dim], unit norm
+    coarse_centroids: np.ndarray | None = None  # float32 [n_coarse, dim], unit norm
+    rq_codebooks: np.ndarray | None = None  # float32 [levels, codes, dim]
 
     @property
     def n_items(self) -> int:
@@ -60,6 +67,16 @@ class ItemSpace:
     def semantic_id_str(self, item: int) -> str:
         return "-".join(str(int(c)) for c in self.semantic_ids[item])
 
+    def children(self, coarse_cluster: int) -> np.ndarray:
+        """Fine cluster ids under one coarse cluster."""
+        return np.flatnonzero(self.fine_parent == coarse_cluster)
+
+    def assign_fine(self, vectors: np.ndarray) -> np.ndarray:
+        """Nearest fine cluster for new unit-norm vectors (e.g. items added after the build)."""
+        if self.fine_centroids is None:
+            raise DataError("this item space has no fine centroids; rebuild it with `personarec items build`")
+        return np.argmax(np.asarray(vectors, dtype=np.float32) @ self.fine_centroids.T, axis=1).astype(np.int32)
+
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
@@ -78,6 +95,7 @@ class ItemSpace:
         fine_sizes = np.bincount(self.fine, minlength=n_fine)
         coarse_sizes = np.bincount(self.coarse, minlength=n_coarse)
         keywords = self.fine_keywords or [[] for _ in range(n_fine)]
+        coarse_keywords = self.coarse_keywords or [[] for _ in range(n_coarse)]
         pl.DataFrame(
             {
                 "cluster_id": list(range(n_fine)) + list(range(n_coarse)),
@@ -85,11 +103,17 @@ class ItemSpace:
                 "parent": self.fine_parent.astype(int).tolist() + [-1] * n_coarse,
                 "name": self.fine_names + self.coarse_names,
                 "size": fine_sizes.tolist() + coarse_sizes.tolist(),
-                "keywords": keywords + [[] for _ in range(n_coarse)],
+                "keywords": keywords + coarse_keywords,
             },
             schema_overrides={"keywords": pl.List(pl.Utf8)},
         ).write_parquet(d / "clusters.parquet")
         (d / "space.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        for name in ("fine_centroids", "coarse_centroids", "rq_codebooks"):
+            value = getattr(self, name)
+            if value is not None:
+                np.save(d / f"{name}.npy", np.asarray(value, dtype=np.float32))
+            else:
+                (d / f"{name}.npy").unlink(missing_ok=True)
         return d
 
     @classmethod
@@ -112,4 +136,12 @@ class ItemSpace:
             fine_parent=fine["parent"].to_numpy().astype(np.int32),
             fine_keywords=fine["keywords"].to_list(),
             meta=json.loads((d / "space.json").read_text()) if (d / "space.json").exists() else {},
+            coarse_keywords=coarse["keywords"].to_list(),
+            fine_centroids=_optional(d / "fine_centroids.npy"),
+            coarse_centroids=_optional(d / "coarse_centroids.npy"),
+            rq_codebooks=_optional(d / "rq_codebooks.npy"),
         )
+
+
+def _optional(path: Path) -> np.ndarray | None:
+    return np.load(path) if path.exists() else None
