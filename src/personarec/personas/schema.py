@@ -39,6 +39,8 @@ class Provenance(BaseModel):
     latency_s: float = 0.0
     fallback: bool = False
     attempts: int = 1
+    writer: str = Field("single", description="single call (student-style) or the multi-step teacher")
+    hindsight: bool = Field(False, description="the writer saw the user's next (validation) events: a training label")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 

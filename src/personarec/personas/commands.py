@@ -1,0 +1,296 @@
+"""``personarec personas ...``: generate, show, export and evaluate personas of a run.
+
+Reads the run's split (``RUN_DIR/split``) and item space (``RUN_DIR/items``); personas go to the
+SQLite store ``RUN_DIR/personas.db`` (hindsight training labels to ``RUN_DIR/personas-hindsight.db``
+so they never mix with the personas served to users). Batch records are appended to
+``RUN_DIR/personas/generation.jsonl``; ``evaluate`` writes ``RUN_DIR/personas/quality.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
+from personarec.config import RunConfig
+from personarec.errors import DataError
+from personarec.personas.config import PersonasConfig
+from personarec.personas.schema import Persona
+
+app = typer.Typer(
+    help="LLM user personas: generate (batch, resumable), show, export, evaluate quality.", no_args_is_help=True
+)
+
+DEFAULT_STORE = "personas.db"
+HINDSIGHT_STORE = "personas-hindsight.db"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def personas_config(cfg: RunConfig) -> PersonasConfig:
+    return cfg.section("personas", PersonasConfig)  # type: ignore[return-value]
+
+
+def store_url(run_dir: Path, pc: PersonasConfig) -> str:
+    """The store of this config: hindsight labels get their own file unless a store is set explicitly."""
+    name = HINDSIGHT_STORE if pc.hindsight and pc.store == DEFAULT_STORE else pc.store
+    return name if "://" in name else str(Path(run_dir) / name)
+
+
+def load_inputs(cfg: RunConfig):
+    """The run's split and item space, with a clear message when a stage has not run yet."""
+    from personarec.data.splits import load_split
+    from personarec.items.space import ItemSpace
+
+    run_dir = Path(cfg.run_dir)
+    if not (run_dir / "split" / "protocol.json").exists():
+        raise DataError(f"no split in {run_dir / 'split'}; run `personarec data split --run-dir {run_dir}` first")
+    split = load_split(run_dir / "split")
+    if not (run_dir / "items" / "items.parquet").exists():
+        raise DataError(f"no item space in {run_dir / 'items'}; run `personarec items build --run-dir {run_dir}` first")
+    return split, ItemSpace.load(run_dir / "items")
+
+
+def render_persona(persona: Persona) -> Panel:
+    """A persona as a readable panel (summary, interests with weights, explore topics with reasons)."""
+    lines = [f"[italic]{persona.summary}[/]", "", "[bold]interests[/]"]
+    lines += [f"  {i.cluster}  [dim]{i.weight:.2f}[/]" for i in persona.interests]
+    lines += ["", "[bold]explore[/]"]
+    lines += [f"  {e.cluster} [dim]— {e.reason}[/]" for e in persona.explore]
+    p = persona.provenance
+    tag = " [yellow](fallback)[/]" if p.fallback else ""
+    lines += [
+        "",
+        f"[dim]{p.backend}/{p.model} · {p.writer}{' · hindsight' if p.hindsight else ''} · prompt {p.prompt_version} · "
+        f"history {p.history_length} events · {p.input_tokens}+{p.output_tokens} tokens · {p.latency_s:.2f}s · "
+        f"attempts {p.attempts}[/]",
+    ]
+    return Panel("\n".join(lines), title=f"user {persona.user_id} · v{persona.version}{tag}", expand=False)
+
+
+def _log(run_dir: Path, report) -> None:
+    d = Path(run_dir) / "personas"
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / "generation.jsonl").open("a") as fh:
+        fh.write(json.dumps(report.summary()) + "\n")
+    (d / "generation.json").write_text(json.dumps({**report.summary(), "failures": [f.model_dump() for f in report.failures]}, indent=2))
+
+
+def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress: bool = True):
+    """Generate personas for ``users`` (default: ``sample_users``) into the run's store; log the batch."""
+    from personarec.personas.backends.base import build_backend
+    from personarec.personas.generate import generate_personas
+    from personarec.serve.store.base import open_store
+
+    pc = personas_config(cfg)
+    backend = build_backend(pc.backend, pc.backend_config)
+    store = open_store(store_url(cfg.run_dir, pc))
+    try:
+        report = generate_personas(
+            split, space, backend, users if users is not None else pc.sample_users, store, pc,
+            seed=cfg.seed, show_progress=show_progress,
+        )  # fmt: skip
+        examples = [p for u in report.user_ids[:3] if (p := store.get(u)) is not None]
+    finally:
+        store.close()
+        backend.close()
+    _log(cfg.run_dir, report)
+    return report, examples
+
+
+def print_report(report) -> None:
+    t = Table(title=f"personas: {report.backend} ({report.model}), {report.writer}{', hindsight' if report.hindsight else ''}")
+    for col in ("requested", "generated", "fallback", "skipped", "validity", "personas/s", "tokens/s"):
+        t.add_column(col)
+    t.add_row(
+        str(report.requested), str(report.generated), str(report.fallbacks), str(report.skipped),
+        f"{report.validity_rate:.0%}" if report.outputs else "-", f"{report.personas_per_s:.2f}", f"{report.tokens_per_s:.0f}",
+    )  # fmt: skip
+    console.print(t)
+    for f in report.failures[:10]:
+        console.print(f"[yellow]failed[/] user {f.user_id}: {' | '.join(f.errors)[:300]}{' -> fallback' if f.fallback else ''}")
+    if len(report.failures) > 10:
+        console.print(f"[yellow]... {len(report.failures) - 10} more failures in RUN_DIR/personas/generation.json[/]")
+
+
+def evaluate_run(cfg: RunConfig, split=None, space=None):
+    """Quality metrics of the run's stored personas -> ``RUN_DIR/personas/quality.json``."""
+    from personarec.personas.backends.base import build_backend
+    from personarec.personas.quality import compare_tokens, evaluate_personas, summarise_logs
+    from personarec.serve.store.base import open_store
+
+    pc = personas_config(cfg)
+    if split is None or space is None:
+        split, space = load_inputs(cfg)
+    personas = []
+    for hindsight in (False, True):
+        path = store_url(cfg.run_dir, pc.model_copy(update={"hindsight": hindsight}))
+        if "://" in path or Path(path).exists():
+            store = open_store(path)
+            personas += [p for u in store.user_ids() if (p := store.get(u)) is not None]
+            store.close()
+    if not personas:
+        raise DataError(f"no personas in {cfg.run_dir}; run `personarec personas generate` first")
+    report = evaluate_personas(personas, split, space, half_life=pc.prompt.recency_half_life)
+    report.validity, report.throughput = summarise_logs(Path(cfg.run_dir) / "personas" / "generation.jsonl")
+    index = split.user_index()
+    users = sorted({index[p.user_id] for p in personas if p.user_id in index})
+    try:  # the backend's own tokenizer when it can load here; else the character estimate
+        backend = build_backend(pc.backend, pc.backend_config)
+        counter, name = backend.count_tokens, f"{pc.backend} tokenizer"
+    except Exception:  # noqa: BLE001 - counting tokens must not need a reachable model
+        backend, counter, name = None, None, "approx"
+    try:
+        report.tokens = compare_tokens(
+            split, space, users, pc.prompt, count_tokens=counter, counter_name=name, stage=pc.history_stage,
+            n_candidates=pc.n_candidates,
+        )  # fmt: skip
+    finally:
+        if backend is not None:
+            backend.close()
+    out = Path(cfg.run_dir) / "personas" / "quality.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report.to_json(), indent=2))
+    return report, out
+
+
+def print_quality(report) -> None:
+    t = Table(title="persona quality")
+    t.add_column("metric")
+    t.add_column("value")
+    rows = [
+        ("personas (LLM / fallback)", f"{report.n_llm} / {report.n_fallback}"),
+        ("grounding rate", f"{report.grounding_rate:.1%}"),
+        ("explore novelty rate", f"{report.explore_novelty_rate:.1%}"),
+    ]
+    for name, v in report.validity.items():
+        rows.append((f"validity rate ({name})", f"{v['validity_rate']:.1%}" if v["validity_rate"] is not None else "-"))
+    for label, h in (("LLM", report.llm), ("all", report.all), ("hindsight", report.hindsight)):
+        if h.n_users:
+            rows += [
+                (f"explore hit-rate, {label} (n={h.n_users})", f"{h.explore_hit_rate:.1%} vs transitions {h.baseline_hit_rate:.1%} (ceiling {h.novel_future_rate:.1%})"),
+                (f"exploit P/R, {label}", f"{h.exploit_precision:.2f}/{h.exploit_recall:.2f} vs top clusters {h.baseline_exploit_precision:.2f}/{h.baseline_exploit_recall:.2f}"),
+            ]  # fmt: skip
+    tk = report.tokens
+    rows.append((f"median prompt tokens raw -> clustered ({tk.counter})", f"{tk.median_prompt_raw:.0f} -> {tk.median_prompt_clustered:.0f} ({tk.prompt_ratio:.1f}x; history block {tk.history_ratio:.1f}x)"))
+    for name, v in report.throughput.items():
+        rows.append((f"throughput ({name})", f"{v['personas_per_s']} personas/s, {v['output_tokens_per_s']} output tok/s"))
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+
+
+# -- pipeline entry --------------------------------------------------------------------------------
+def run_personas(cfg: RunConfig, run, split, space):
+    """Pipeline stage: personas for ``sample_users`` users, three shown, quality written. Returns the report."""
+    with run.stage("personas") as entry:
+        report, examples = generate_for_run(cfg, split, space)
+        print_report(report)
+        for p in examples:
+            console.print(render_persona(p))
+        quality, path = evaluate_run(cfg, split, space)
+        print_quality(quality)
+        entry.update(report.summary(), quality=str(path), store=store_url(cfg.run_dir, personas_config(cfg)))
+    return report
+
+
+# -- verbs -----------------------------------------------------------------------------------------
+@app.command()
+def generate(
+    config: ConfigOption = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="LLM backend: embedded (llama.cpp, offline), openai (any OpenAI-compatible server), transformers.")] = None,
+    users: Annotated[int | None, typer.Option("--users", "-n", help="How many users (a deterministic sample of evaluation users; default personas.sample_users).")] = None,
+    user: Annotated[list[str] | None, typer.Option("--user", "-u", help="A specific user id (repeatable); overrides --users.")] = None,
+    mode: Annotated[Literal["single", "teacher"] | None, typer.Option("--mode", help="single: one constrained call; teacher: 3-step reasoning (summary -> explore -> JSON).")] = None,
+    hindsight: Annotated[bool | None, typer.Option("--hindsight/--no-hindsight", help="Training labels: the writer also sees the user's validation events (never test); stored in personas-hindsight.db.")] = None,
+    prompt_mode: Annotated[Literal["clustered", "raw"] | None, typer.Option("--prompt-mode", help="clustered (compact cluster view) or raw (all titles, for comparison).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Users in flight at once (useful with remote servers).")] = None,
+    retries: Annotated[int | None, typer.Option("--retries", help="Extra attempts per user before the fallback persona.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="openai backend: server URL, e.g. http://localhost:8000/v1.")] = None,
+    show: Annotated[int, typer.Option("--show", help="How many generated personas to print.")] = 3,
+    run_dir: RunDirOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Generate personas (resumable: users already up to date in the store are skipped; failures fall back)."""
+    overrides = {
+        "personas.backend": backend, "personas.mode": mode, "personas.hindsight": hindsight,
+        "personas.prompt.mode": prompt_mode, "personas.concurrency": concurrency, "personas.retries": retries,
+        "personas.sample_users": users, "personas.backend_config.base_url": base_url,
+    }  # fmt: skip
+    cfg = resolve_config(config, set_, run_dir=run_dir, **{k.replace(".", "__"): v for k, v in overrides.items()})
+    split, space = load_inputs(cfg)
+    report, examples = generate_for_run(cfg, split, space, users=user or None)
+    print_report(report)
+    for p in examples[:show]:
+        console.print(render_persona(p))
+    console.print(f"store: {store_url(cfg.run_dir, personas_config(cfg))}")
+
+
+@app.command("show")
+def show_cmd(
+    user_id: Annotated[str, typer.Argument(help="External user id, e.g. 196.")],
+    config: ConfigOption = None,
+    hindsight: Annotated[bool, typer.Option("--hindsight", help="Show the hindsight training label instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON record.")] = False,
+    run_dir: RunDirOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Print one user's stored persona."""
+    from personarec.serve.store.base import open_store
+
+    cfg = resolve_config(config, set_, run_dir=run_dir)
+    pc = personas_config(cfg).model_copy(update={"hindsight": hindsight})
+    path = store_url(cfg.run_dir, pc)
+    if "://" not in path and not Path(path).exists():
+        raise DataError(f"no persona store at {path}; run `personarec personas generate` first")
+    store = open_store(path)
+    try:
+        persona = store.get(user_id)
+    finally:
+        store.close()
+    if persona is None:
+        raise DataError(f"no persona for user {user_id!r} in {path}")
+    if as_json:
+        typer.echo(persona.model_dump_json(indent=2))
+    else:
+        console.print(render_persona(persona))
+
+
+@app.command("export")
+def export_cmd(
+    config: ConfigOption = None,
+    fmt: Annotated[Literal["jsonl", "parquet"], typer.Option("--format", "-f", help="jsonl (one persona per line) or parquet.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default RUN_DIR/personas/personas.<format>).")] = None,
+    hindsight: Annotated[bool, typer.Option("--hindsight", help="Export the hindsight training labels instead.")] = False,
+    run_dir: RunDirOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Export every stored persona to JSONL or parquet."""
+    from personarec.personas.generate import export_personas
+    from personarec.serve.store.base import open_store
+
+    cfg = resolve_config(config, set_, run_dir=run_dir)
+    pc = personas_config(cfg).model_copy(update={"hindsight": hindsight})
+    path = store_url(cfg.run_dir, pc)
+    if "://" not in path and not Path(path).exists():
+        raise DataError(f"no persona store at {path}; run `personarec personas generate` first")
+    out = output or Path(cfg.run_dir) / "personas" / f"personas{'-hindsight' if hindsight else ''}.{fmt}"
+    store = open_store(path)
+    try:
+        n = export_personas(store, out, fmt)
+    finally:
+        store.close()
+    console.print(f"{n} personas -> {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(config: ConfigOption = None, run_dir: RunDirOption = None, set_: SetOption = None) -> None:
+    """Persona quality: validity, grounding, novelty, exploit P/R and explore hit-rate vs transitions, tokens, speed."""
+    cfg = resolve_config(config, set_, run_dir=run_dir)
+    report, out = evaluate_run(cfg)
+    print_quality(report)
+    console.print(f"written to {out}")

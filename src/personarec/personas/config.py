@@ -1,0 +1,57 @@
+"""``[personas]`` section of the run config: which LLM, which prompt, how many users, how hard to try."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PromptConfig(BaseModel):
+    """How a user's history becomes prompt text (see :mod:`personarec.personas.prompts`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["clustered", "raw"] = Field(
+        "clustered", description="clustered: cluster-level view within a token budget; raw: every title (for comparison)"
+    )
+    token_budget: int = Field(96, ge=32, description="max tokens of the history block in clustered mode")
+    max_clusters: int = Field(12, ge=1, description="at most this many history clusters are listed")
+    examples_top: int = Field(1, ge=0, le=5, description="example titles of each of the 3 strongest clusters")
+    examples_other: int = Field(0, ge=0, le=5, description="example titles for the other listed clusters")
+    max_title_chars: int = Field(60, ge=8, description="titles are cut to this length")
+    recency_half_life: float = Field(20.0, gt=0, description="events after which an interaction counts half")
+    domain: str = Field("movie", description="what the items are, used in the system prompt")
+
+
+class PersonasConfig(BaseModel):
+    """Persona generation: backend, prompt, teacher mode, batch size and robustness knobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field("embedded", description="LLM backend name: embedded | openai | transformers")
+    backend_config: dict[str, Any] = Field(default_factory=dict, description="the backend's own config")
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    mode: Literal["single", "teacher"] = Field(
+        "single", description="single: one constrained call (what the student does); teacher: 3-step reasoning"
+    )
+    hindsight: bool = Field(
+        False,
+        description="teacher labels: history = training events, and the prompt also shows the user's "
+        "validation interactions (never test) so explore topics are ones the user really went on to",
+    )
+    history_stage: Literal["valid", "test"] = Field(
+        "test", description="history a persona is built from: valid = training events; test = training + validation"
+    )
+    sample_users: int = Field(20, ge=1, description="users the pipeline/demo generates personas for")
+    n_candidates: int = Field(8, ge=1, le=32, description="explore candidates pre-selected from cluster transitions")
+    max_interests: int = Field(5, ge=1, le=8)
+    max_explore: int = Field(3, ge=1, le=3)
+    max_tokens: int = Field(220, ge=32, description="completion budget of the final persona call")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    retry_temperature: float = Field(0.7, ge=0.0, le=2.0, description="temperature of retries (a new sample)")
+    retries: int = Field(2, ge=0, le=10, description="extra attempts per user before the fallback persona")
+    concurrency: int = Field(1, ge=1, le=256, description="users in flight at once (remote backends benefit)")
+    retry_fallbacks: bool = Field(True, description="re-generate users whose stored persona is a fallback")
+    store: str = Field("personas.db", description="SQLite file (relative to the run dir) or a store URL")
+    seed: int | None = Field(None, description="sampling seed; None = the run seed")

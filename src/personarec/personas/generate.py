@@ -1,0 +1,364 @@
+"""Batch persona generation: contexts -> writer (with retries) -> validation -> store, or the fallback.
+
+:class:`PersonaEngine` holds what every user shares (histories in CSR form, titles, transition
+statistics, the prompt builder and the writer) and turns one user into a :class:`Persona`; it is
+also what the serving refresh worker can call for a live history (:meth:`PersonaEngine.persona_for`).
+:func:`generate_personas` runs it over many users: thread pool (remote backends overlap their
+latency), progress bar, resumable (a user whose stored persona already has this history version is
+skipped), and it never dies on one user: after ``1 + retries`` failed attempts (timeout/HTTP error,
+invalid JSON, refusal, schema or grounding violation) the user gets the deterministic fallback
+persona (``provenance.fallback = True``) and is listed in the report's failures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+
+from personarec.data.splits import Split
+from personarec.errors import ConfigError, DataError
+from personarec.items.space import ItemSpace
+from personarec.personas.backends.base import Generation, LLMBackend, LLMError
+from personarec.personas.config import PersonasConfig
+from personarec.personas.fallback import fallback_persona
+from personarec.personas.history import ContextBuilder, PersonaContext
+from personarec.personas.prompts import PROMPT_VERSION, PromptBuilder
+from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
+from personarec.personas.teacher import Draft, OutputError, build_writer
+from personarec.personas.transitions import TransitionStats
+from personarec.serve.store.base import PersonaStore
+
+
+class Failure(BaseModel):
+    user_id: str
+    errors: list[str]
+    fallback: bool = Field(description="a fallback persona was stored instead")
+
+
+class GenerationReport(BaseModel):
+    """What a batch did; written to ``RUN_DIR/personas/generation.json``."""
+
+    backend: str
+    model: str
+    writer: str
+    hindsight: bool
+    prompt_mode: str
+    prompt_version: str = PROMPT_VERSION
+    requested: int = 0
+    generated: int = 0  # valid LLM personas stored
+    fallbacks: int = 0
+    skipped: int = 0  # already up to date in the store (resumed)
+    unusable: int = 0  # users no persona can be built for (no history / every cluster seen)
+    attempts: int = 0
+    outputs: int = 0  # attempts where the model produced text (not an LLM error)
+    valid_outputs: int = 0
+    first_try_valid: int = 0
+    error_counts: dict[str, int] = Field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    failures: list[Failure] = Field(default_factory=list)
+    user_ids: list[str] = Field(default_factory=list, description="users processed (not skipped)")
+
+    @property
+    def validity_rate(self) -> float:
+        """Share of model outputs that parsed, validated and were grounded."""
+        return self.valid_outputs / self.outputs if self.outputs else 0.0
+
+    @property
+    def personas_per_s(self) -> float:
+        done = self.generated + self.fallbacks
+        return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Completion tokens per second of LLM time."""
+        return self.output_tokens / self.llm_seconds if self.llm_seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        d = self.model_dump(exclude={"failures", "user_ids"})
+        d.update(
+            validity_rate=round(self.validity_rate, 4),
+            personas_per_s=round(self.personas_per_s, 4),
+            tokens_per_s=round(self.tokens_per_s, 2),
+            n_failures=len(self.failures),
+        )
+        return d
+
+
+@dataclass
+class UserOutcome:
+    persona: Persona | None
+    status: Literal["generated", "fallback", "unusable"]
+    attempts: int = 0
+    outputs: int = 0
+    valid_outputs: int = 0
+    first_try_valid: bool = False
+    errors: list[str] = field(default_factory=list)
+    draft: Draft | None = None
+
+
+class _Serialized(LLMBackend):
+    """Wraps a backend that must not run two calls at once (a llama.cpp context is single-threaded)."""
+
+    def __init__(self, inner: LLMBackend) -> None:  # noqa: D107 - no config of its own
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.config = inner.config
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def generate(self, messages, **kwargs) -> Generation:  # type: ignore[override]
+        with self._lock:
+            return self.inner.generate(messages, **kwargs)
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return self.inner.count_tokens(text)
+
+
+class PersonaEngine:
+    """Writes personas for the users of one split with one backend; shared by batch and serving."""
+
+    def __init__(
+        self,
+        split: Split,
+        space: ItemSpace,
+        backend: LLMBackend,
+        config: PersonasConfig | None = None,
+        *,
+        transitions: TransitionStats | None = None,
+        seed: int = 0,
+    ) -> None:
+        if space.n_items != split.n_items:
+            raise DataError(f"item space has {space.n_items} items but the split has {split.n_items}; rebuild the items")
+        self.split, self.space, self.config = split, space, config or PersonasConfig()
+        thread_safe = bool(getattr(backend, "thread_safe", False))
+        self.backend = backend if thread_safe or self.config.concurrency == 1 else _Serialized(backend)
+        self.seed = self.config.seed if self.config.seed is not None else seed
+        self.contexts = ContextBuilder(split, space, self.config, transitions=transitions)
+        self.builder = PromptBuilder(self.config.prompt, count_tokens=self.backend.count_tokens)
+        self.writer = build_writer(self.config.mode, self.builder, self.config, space.fine_names)
+
+    @property
+    def stage(self) -> str:
+        return self.contexts.stage
+
+    def context(self, user_idx: int) -> PersonaContext:
+        return self.contexts.context(user_idx)
+
+    # -- one user --------------------------------------------------------------------------
+    def _provenance(self, ctx: PersonaContext, draft: Draft, attempts: int) -> Provenance:
+        return Provenance(
+            model=draft.model or self.backend.model_name,
+            backend=self.backend.name,
+            prompt_version=f"{PROMPT_VERSION}/{self.config.prompt.mode}",
+            history_last_timestamp=ctx.history.last_timestamp,
+            history_length=ctx.history.version,
+            input_tokens=draft.prompt_tokens,
+            output_tokens=draft.completion_tokens,
+            latency_s=round(draft.latency_s, 4),
+            attempts=attempts,
+            writer=self.config.mode,
+            hindsight=ctx.hindsight is not None,
+        )
+
+    def persona_for(self, ctx: PersonaContext) -> UserOutcome:
+        """Write one persona: retries, then the fallback. Never raises for model/output trouble."""
+        cfg = self.config
+        if not ctx.stats:
+            return UserOutcome(None, "unusable", errors=["empty history"])
+        if not ctx.candidates:
+            return UserOutcome(None, "unusable", errors=["no unseen cluster left to explore"])
+        total = Draft(payload={})
+        out = UserOutcome(None, "fallback", draft=total)
+        base_seed = self.seed * 1_000_003 + ctx.history.user_idx
+        for attempt in range(1 + cfg.retries):
+            out.attempts += 1
+            draft = Draft(payload={})
+            temperature = cfg.temperature if attempt == 0 else cfg.retry_temperature
+            try:
+                self.writer.write(ctx, self.backend, temperature=temperature, seed=base_seed + 7919 * attempt, draft=draft)
+                persona = Persona(
+                    user_id=ctx.user_id,
+                    version=ctx.history.version,
+                    summary=draft.payload["summary"],
+                    interests=[Interest(**i) for i in draft.payload["interests"]],
+                    explore=[ExploreTopic(**e) for e in draft.payload["explore"]],
+                    provenance=self._provenance(ctx, _merge(total, draft), out.attempts),
+                )
+            except LLMError as exc:
+                out.errors.append(f"llm_error: {exc}")
+            except OutputError as exc:
+                out.outputs += 1
+                out.errors.append(str(exc))
+            except ValidationError as exc:
+                out.outputs += 1
+                out.errors.append(f"schema: {exc.errors()[0].get('msg', exc)}")
+            except Exception as exc:  # noqa: BLE001 - one user's bug must not end the batch
+                out.errors.append(f"error: {type(exc).__name__}: {exc}")
+            else:
+                out.outputs += 1
+                out.valid_outputs += 1
+                out.first_try_valid = attempt == 0
+                out.persona, out.status = persona, "generated"
+                return out
+            _merge(total, draft)
+        out.persona = fallback_persona(ctx, self._provenance(ctx, total, out.attempts), cfg.max_interests, cfg.max_explore)
+        return out
+
+
+def _merge(total: Draft, part: Draft) -> Draft:
+    total.prompt_tokens += part.prompt_tokens
+    total.completion_tokens += part.completion_tokens
+    total.latency_s += part.latency_s
+    total.calls += part.calls
+    total.model = part.model or total.model
+    part.prompt_tokens = part.completion_tokens = part.calls = 0  # counted once
+    part.latency_s = 0.0
+    return total
+
+
+# -- batch ---------------------------------------------------------------------------------------
+def resolve_users(split: Split, users: Sequence[int | str] | int | None, seed: int = 0, stage: str = "test") -> list[int]:
+    """User indices from explicit indices/ids, or a deterministic sample of ``users`` evaluation users."""
+    if users is None:
+        return list(range(split.n_users))
+    if isinstance(users, int | np.integer):
+        pool = split.eval_users("test" if stage == "test" else "valid")
+        if users >= len(pool):
+            return sorted(int(u) for u in pool)
+        rng = np.random.default_rng(seed)
+        return sorted(int(u) for u in rng.choice(pool, size=int(users), replace=False))
+    index = split.user_index()
+    out = []
+    for u in users:
+        if isinstance(u, int | np.integer):
+            if not 0 <= int(u) < split.n_users:
+                raise ConfigError(f"user index {u} out of range 0..{split.n_users - 1}")
+            out.append(int(u))
+        elif str(u) in index:
+            out.append(index[str(u)])
+        else:
+            raise ConfigError(f"unknown user id {u!r}")
+    return out
+
+
+def _is_done(store: PersonaStore, ctx: PersonaContext, retry_fallbacks: bool) -> bool:
+    existing = store.get(ctx.user_id)
+    if existing is None:
+        return False
+    if existing.version > ctx.history.version:
+        return True  # the store keeps the newer one anyway
+    if existing.version == ctx.history.version:
+        return not (retry_fallbacks and existing.provenance.fallback)
+    return False
+
+
+def generate_personas(
+    split: Split,
+    space: ItemSpace,
+    backend: LLMBackend,
+    users: Sequence[int | str] | int | None,
+    store: PersonaStore,
+    config: PersonasConfig | None = None,
+    *,
+    engine: PersonaEngine | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> GenerationReport:
+    """Generate, validate and store personas for ``users`` (indices, ids, or a sample size)."""
+    config = config or PersonasConfig()
+    engine = engine or PersonaEngine(split, space, backend, config, seed=seed)
+    user_idx = resolve_users(split, users, engine.seed, engine.stage)
+    report = GenerationReport(
+        backend=backend.name, model=backend.model_name, writer=config.mode, hindsight=config.hindsight,
+        prompt_mode=config.prompt.mode, requested=len(user_idx),
+    )  # fmt: skip
+    start = time.perf_counter()
+    contexts = [engine.context(u) for u in user_idx]
+    pending = []
+    for ctx in contexts:
+        if _is_done(store, ctx, config.retry_fallbacks):
+            report.skipped += 1
+        else:
+            pending.append(ctx)
+    errors: Counter[str] = Counter()
+
+    def record(ctx: PersonaContext, out: UserOutcome) -> None:
+        report.user_ids.append(ctx.user_id)
+        report.attempts += out.attempts
+        report.outputs += out.outputs
+        report.valid_outputs += out.valid_outputs
+        report.first_try_valid += int(out.first_try_valid)
+        for e in out.errors:
+            errors[e.split(":", 1)[0]] += 1
+        if out.persona is not None:
+            store.put(out.persona)
+            report.input_tokens += out.persona.provenance.input_tokens
+            report.output_tokens += out.persona.provenance.output_tokens
+            report.llm_seconds += out.persona.provenance.latency_s
+        if out.status == "generated":
+            report.generated += 1
+        elif out.status == "fallback":
+            report.fallbacks += 1
+        else:
+            report.unusable += 1
+        if out.status != "generated":
+            report.failures.append(Failure(user_id=ctx.user_id, errors=out.errors, fallback=out.status == "fallback"))
+
+    from personarec.cli_common import progress
+
+    bar = progress() if show_progress else None
+    task = bar.add_task(f"personas ({backend.name}, {config.mode})", total=len(pending)) if bar else None
+    if bar:
+        bar.start()
+    try:
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            futures = {pool.submit(engine.persona_for, ctx): ctx for ctx in pending}
+            for fut in as_completed(futures):
+                record(futures[fut], fut.result())  # persona_for never raises for model trouble
+                if bar:
+                    bar.advance(task)
+    finally:
+        if bar:
+            bar.stop()
+    report.error_counts = dict(errors)
+    report.llm_seconds = round(report.llm_seconds, 4)
+    report.wall_seconds = round(time.perf_counter() - start, 4)
+    return report
+
+
+# -- export --------------------------------------------------------------------------------------
+def export_personas(store: PersonaStore, path: str | Path, fmt: Literal["jsonl", "parquet"] = "jsonl") -> int:
+    """Write every stored persona (as generated, without user edits) to JSONL or parquet."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    personas = [pp for u in sorted(store.user_ids()) if (pp := store.get(u)) is not None]
+    if fmt == "jsonl":
+        with p.open("w") as fh:
+            for persona in personas:
+                fh.write(persona.model_dump_json() + "\n")
+    elif fmt == "parquet":
+        import polars as pl
+
+        rows = [json.loads(x.model_dump_json()) for x in personas]
+        frame = pl.DataFrame(rows) if rows else pl.DataFrame({"user_id": [], "version": []})
+        frame.write_parquet(p)
+    else:
+        raise ConfigError(f"unknown export format {fmt!r}; use jsonl or parquet")
+    return len(personas)

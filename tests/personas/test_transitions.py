@@ -1,0 +1,60 @@
+"""Cluster transition counts on a hand example, and candidate / baseline ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from personarec.data.splits import UserSequences
+from personarec.personas.transitions import TransitionStats
+
+
+def _seqs(users: list[list[int]]) -> UserSequences:
+    indptr = np.zeros(len(users) + 1, dtype=np.int64)
+    np.cumsum([len(u) for u in users], out=indptr[1:])
+    items = np.array([i for u in users for i in u], dtype=np.int32)
+    return UserSequences(indptr=indptr, items=items, timestamps=np.zeros(len(items), dtype=np.int64))
+
+
+def test_counts_hand_example():
+    # items 0 and 1 are both in cluster A; item 2 -> B, 3 -> C, 4 -> D, 5 -> E
+    fine = np.array([0, 0, 1, 2, 3, 4], dtype=np.int32)
+    # clusters: user1 A B C ; user2 C B D ; user3 B ; user4 A B A(item 1) B
+    # user boundaries (D -> B, B -> A) must not count; A -> A would be a self transition
+    seqs = _seqs([[0, 2, 3], [3, 2, 4], [2], [0, 2, 1, 2]])
+    t = TransitionStats.fit(seqs, fine, 5)
+    dense = t.counts.toarray()
+    expected = np.zeros((5, 5), dtype=np.int64)
+    expected[0, 1] = 3  # A->B: user1, user4 twice
+    expected[1, 2] = 1  # B->C: user1
+    expected[2, 1] = 1  # C->B: user2
+    expected[1, 3] = 1  # B->D: user2
+    expected[1, 0] = 1  # B->A: user4
+    np.testing.assert_array_equal(dense, expected)
+    assert t.next_counts(0) == {1: 3}
+    np.testing.assert_array_equal(t.popularity, [3, 5, 2, 1, 0])
+
+
+def test_candidates_exclude_seen_and_follow_transitions():
+    fine = np.array([0, 0, 1, 2, 3, 4], dtype=np.int32)
+    seqs = _seqs([[0, 2, 3], [3, 2, 4], [2], [0, 2, 1, 2]])
+    t = TransitionStats.fit(seqs, fine, 5)
+    # a user who only knows A: B is the only observed next step, then unseen clusters by popularity
+    assert t.candidates({0: 1.0}, 3) == [1, 2, 3]
+    # a user who knows A and B: from B users went to C (1), D (1), A (seen): C ties D, C more popular
+    assert t.candidates({0: 0.5, 1: 0.5}, 2) == [2, 3]
+    assert t.most_frequent([0, 1], 2) == [2, 3]
+    # explicit exclusions are honoured and never returned
+    assert 2 not in t.candidates({0: 0.5, 1: 0.5}, 3, exclude=[2])
+
+
+def test_self_transitions_not_counted():
+    t = TransitionStats.fit(_seqs([[0, 1, 0, 1]]), np.array([0, 0]), 1)
+    assert t.counts.sum() == 0
+
+
+def test_save_load_roundtrip(tmp_path):
+    seqs = _seqs([[0, 2, 3], [3, 2, 4]])
+    t = TransitionStats.fit(seqs, np.array([0, 0, 1, 2, 3, 4]), 5)
+    back = TransitionStats.load(t.save(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.counts.toarray(), t.counts.toarray())
+    np.testing.assert_array_equal(back.popularity, t.popularity)
