@@ -32,3 +32,11 @@ def serving_store(request, tmp_path):
         store = RedisStore(server.url)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def serve_run_dir(tmp_path_factory, ml100k_split):
+    """A small real run directory: the ML-100k split, a genre item space, a MostPopular model."""
+    from tests.serve.run_fixture import build_run_dir
+
+    return build_run_dir(tmp_path_factory.mktemp("serve-run"), ml100k_split)

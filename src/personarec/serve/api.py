@@ -1,0 +1,369 @@
+"""The HTTP API (FastAPI). The request path never calls an LLM: it reads the persona and the
+latest events from the store, scores the live sequence with the trained model and lets the
+persona shape the list. New events are stored durably before ``202 Accepted`` and schedule a
+background refresh; a stale persona is served while its refresh is queued
+(stale-while-revalidate).
+
+Unknown users get **404** (no cold-start fallback: a user exists once the offline data or a
+``POST /v1/events`` has introduced them), unknown items in events **422**, malformed input
+**422**. Store outages answer **503** rather than 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from pydantic import BaseModel, ConfigDict, Field
+
+from personarec.personas.schema import Persona, PersonaEdits
+from personarec.serve.assets import ServingAssets
+from personarec.serve.config import ServeConfig
+from personarec.serve.queue import RefreshQueue
+from personarec.serve.ranking import apply_edits, edited_persona, rank
+from personarec.serve.store.base import ServingStore
+from personarec.serve.worker import LAG_BUCKETS
+
+log = logging.getLogger("personarec.serve.api")
+
+UserId = Annotated[str, Path(min_length=1, max_length=128, description="external user id")]
+MAX_TS = 2**53  # JSON-safe integer range; anything larger is not a Unix time
+
+
+# -- bodies ------------------------------------------------------------------------------------
+class EventIn(BaseModel):
+    """One interaction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=128)
+    item_id: str = Field(min_length=1, max_length=128)
+    timestamp: int = Field(ge=0, le=MAX_TS, description="Unix seconds")
+    rating: float | None = Field(None, allow_inf_nan=False, ge=-1e6, le=1e6)
+
+
+class EventsIn(BaseModel):
+    """A batch of interactions, stored in order (per user) before the API answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    last_seq: dict[str, int] = Field(description="per user: sequence number of their last stored event")
+    refresh_queued: bool
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str | None
+    score: float
+    cluster: str
+    kind: str = Field(description="interest | added_topic | model | explore")
+    explanation: str
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    persona_version: int | None = Field(description="history cut-off of the persona used (None: no persona yet)")
+    persona_stale: bool = Field(description="the persona predates the user's latest events (a refresh is queued)")
+    history_length: int
+    model: str | None
+    explore: float
+    items: list[RecommendedItem]
+    sync_llm_seconds: float | None = None
+
+
+class PersonaView(BaseModel):
+    user_id: str
+    version: int | None
+    last_seq: int = Field(description="sequence number of the user's latest event")
+    stale: bool
+    fallback: bool | None = None
+    persona: dict[str, Any] | None = Field(description="the persona with the user's edits applied (None: not written yet)")
+    edits: PersonaEdits
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    store: str
+    model: str | None
+    workers: list[int]
+    queue_depth: float
+
+
+# -- state -------------------------------------------------------------------------------------
+@dataclass
+class ApiState:
+    store: ServingStore
+    assets: ServingAssets
+    config: ServeConfig = field(default_factory=ServeConfig)
+    worker_pids: Any = None  # callable -> list[int]
+    sync_writer: Any = None  # PersonaWriter, only with serve.benchmark_endpoints
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.queue = RefreshQueue(self.store, self.config.queue)
+        self.latency = Histogram(
+            "personarec_request_seconds", "HTTP request latency", ["route", "method", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )  # fmt: skip
+        self.stale_reads = Counter("personarec_stale_reads", "stale personas served (refresh queued)", registry=self.registry)
+        self.events_in = Counter("personarec_events", "events accepted", registry=self.registry)
+        self.registry.register(StoreCollector(self.store))
+        self._sync_lock = threading.Lock()
+
+
+class StoreCollector:
+    """Exports what the workers record in the store (shared by every process)."""
+
+    def __init__(self, store: ServingStore) -> None:
+        self.store = store
+
+    def collect(self):
+        try:
+            q = self.store.queue_stats(time.time())
+            s = self.store.stats()
+        except Exception:  # noqa: BLE001 - /metrics must not fail because the store blinked
+            return
+        depth = GaugeMetricFamily("personarec_queue_depth", "refresh jobs queued or leased", labels=["state"])
+        depth.add_metric(["total"], q["depth"])
+        depth.add_metric(["leased"], q["leased"])
+        depth.add_metric(["due"], q["due"])
+        yield depth
+        for name, key, doc in (
+            ("personarec_refreshes", "refreshes", "personas written by refresh workers"),
+            ("personarec_llm_errors", "llm_errors", "refreshes where the LLM failed after retries"),
+            ("personarec_fallbacks", "fallbacks", "fallback personas written (users without a persona)"),
+            ("personarec_refresh_jobs", "refresh_jobs", "refresh jobs processed"),
+        ):
+            c = CounterMetricFamily(name, doc)
+            c.add_metric([], s.get(key, 0.0))
+            yield c
+        cumulative, buckets = 0.0, []
+        for b in (*LAG_BUCKETS, float("inf")):
+            cumulative += s.get(f"lag_bucket:{b}", 0.0)
+            buckets.append(("+Inf" if b == float("inf") else str(b), cumulative))
+        h = HistogramMetricFamily(
+            "personarec_refresh_lag_seconds", "first unprocessed event acknowledged -> persona written"
+        )
+        h.add_metric([], buckets, s.get("lag_sum", 0.0))
+        yield h
+
+
+def _not_found(user_id: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=404,
+        content={"detail": f"unknown user {user_id!r}: no offline history and no events; POST /v1/events first"},
+    )
+
+
+# -- app ---------------------------------------------------------------------------------------
+def create_app(state: ApiState) -> FastAPI:
+    app = FastAPI(
+        title="personarec serving API",
+        version="1",
+        description=(__doc__ or "").strip(),
+        responses={422: {"description": "invalid input"}},
+    )
+    app.state.api = state
+    store, assets, cfg, queue = state.store, state.assets, state.config, state.queue
+    known_responses = {404: {"model": ErrorBody, "description": "unknown user"}}
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            state.latency.labels(getattr(route, "path", "unmatched"), request.method, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(Exception)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return JSONResponse(status_code=503, content={"detail": f"service unavailable: {type(exc).__name__}"})
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> Health:
+        q = store.queue_stats(time.time())
+        pids = state.worker_pids() if state.worker_pids else []
+        return Health(status="ok", store=type(store).__name__, model=assets.model_name, workers=pids, queue_depth=q["depth"])
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+    def metrics() -> Response:
+        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/topics", tags=["personas"], response_model=list[str])
+    def topics() -> list[str]:
+        """Topic names a persona (and a user's edits) may use: the catalogue's fine clusters."""
+        return list(assets.space.fine_names)
+
+    @app.get(
+        "/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=known_responses,
+        tags=["recommendations"],
+    )  # fmt: skip
+    def recommendations(
+        user_id: UserId,
+        k: Annotated[int, Query(ge=1, le=100, description="list length")] = 10,
+        explore: Annotated[float | None, Query(ge=0.0, le=1.0, description="share of explore items (default from config)")] = None,
+        sync_llm: Annotated[bool, Query(description="benchmark only: write the persona on the request path")] = False,
+    ):
+        """Top-k items for the user's live history, shaped by their persona. Never calls an LLM
+        (except the benchmark-only ``sync_llm`` mode, which must be enabled in the config)."""
+        st = store.user_state(user_id)
+        if not assets.is_known(user_id, st):
+            return _not_found(user_id)
+        history = assets.live_history(user_id, store, st, max_len=cfg.ranking.max_history)
+        sync_s = None
+        if sync_llm and state.sync_writer is not None:
+            t0 = time.perf_counter()
+            full = assets.live_history(user_id, store, st)
+            with state._sync_lock:
+                persona = state.sync_writer.write(full).persona
+            sync_s = time.perf_counter() - t0
+        else:
+            persona = store.get(user_id)
+        last_seq = history.last_seq
+        stale = persona is None or persona.version < last_seq or _too_old(persona, cfg.stale_after_s)
+        if stale and not sync_llm:
+            state.stale_reads.inc()
+            queue.push(user_id, base_len=assets.base_len(user_id), touch=False)
+        prof = apply_edits(persona, store.get_edits(user_id), cfg.ranking.added_topic_weight)
+        scores = assets.model.score_sequence(history.items) if len(history.items) else _popular(assets)
+        share = cfg.ranking.explore_default if explore is None else explore
+        ranked = rank(np.asarray(scores), history.items, assets.space, prof, k, share, cfg.ranking)
+        titles = assets.titles
+        return Recommendations(
+            user_id=user_id,
+            persona_version=persona.version if persona is not None else None,
+            persona_stale=stale,
+            history_length=int(last_seq),
+            model=assets.model_name,
+            explore=share,
+            items=[
+                RecommendedItem(
+                    item_id=str(assets.split.item_ids[r.item]), title=titles[r.item] if titles else None,
+                    score=round(r.score, 4) if np.isfinite(r.score) else 0.0, cluster=r.cluster, kind=r.kind,
+                    explanation=r.reason,
+                )  # fmt: skip
+                for r in ranked
+            ],
+            sync_llm_seconds=sync_s,
+        )
+
+    @app.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"])
+    def post_events(body: EventsIn):
+        """Store a batch of interactions durably (before answering) and schedule refreshes."""
+        unknown = sorted({e.item_id for e in body.events if e.item_id not in assets.item_index})
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            return JSONResponse(
+                status_code=422, content={"detail": f"unknown item id(s) not in the catalogue: {shown}"}
+            )
+        by_user: dict[str, list[tuple[str, int, float | None]]] = {}
+        for e in body.events:
+            by_user.setdefault(e.user_id, []).append((e.item_id, e.timestamp, e.rating))
+        last: dict[str, int] = {}
+        spec = queue.spec()
+        for user, events in by_user.items():
+            last[user] = store.append_events(user, events, base_len=assets.base_len(user), enqueue=spec)
+        state.events_in.inc(len(body.events))
+        return EventsAccepted(accepted=len(body.events), last_seq=last, refresh_queued=True)
+
+    def _view(user_id: str) -> PersonaView | JSONResponse:
+        st = store.user_state(user_id)
+        if not assets.is_known(user_id, st):
+            return _not_found(user_id)
+        persona = store.get(user_id)
+        edits = store.get_edits(user_id) or PersonaEdits()
+        last_seq = st.last_seq if st is not None else assets.base_len(user_id)
+        stale = persona is None or persona.version < last_seq
+        prof = apply_edits(persona, edits, cfg.ranking.added_topic_weight)
+        return PersonaView(
+            user_id=user_id, version=persona.version if persona else None, last_seq=last_seq, stale=stale,
+            fallback=persona.provenance.fallback if persona else None,
+            persona=edited_persona(persona, prof) if persona else None, edits=edits,
+        )  # fmt: skip
+
+    @app.get("/v1/users/{user_id}/persona", response_model=PersonaView, responses=known_responses, tags=["personas"])
+    def get_persona(user_id: UserId):
+        """The persona as served (user edits applied), its version and whether it is stale."""
+        return _view(user_id)
+
+    @app.put("/v1/users/{user_id}/persona", response_model=PersonaView, responses=known_responses, tags=["personas"])
+    def put_persona(user_id: UserId, edits: PersonaEdits):
+        """Replace the user's edits: interests to remove, topics to add or block (topic names
+        from ``GET /v1/topics``). Edits are kept apart from generated personas and applied on
+        every read, so they survive refreshes."""
+        st = store.user_state(user_id)
+        if not assets.is_known(user_id, st):
+            return _not_found(user_id)
+        names = assets.cluster_index
+        bad = sorted({t for t in [*edits.added_topics, *edits.blocked_topics] if t not in names})
+        if bad:
+            return JSONResponse(
+                status_code=422,
+                content={"detail": f"unknown topic(s) {bad}; valid topics are listed by GET /v1/topics"},
+            )
+        store.put_edits(user_id, edits)
+        return _view(user_id)
+
+    @app.delete("/v1/users/{user_id}/persona", status_code=204, responses=known_responses, tags=["personas"])
+    def delete_persona(user_id: UserId):
+        """Erase the user: persona, edits, stored events and queued refreshes; the offline
+        history is no longer used for them. In-flight refreshes are discarded."""
+        st = store.user_state(user_id)
+        if not assets.is_known(user_id, st):
+            return _not_found(user_id)
+        store.delete_user(user_id)
+        return Response(status_code=204)
+
+    return app
+
+
+def _too_old(persona: Persona, max_age_s: float | None) -> bool:
+    if max_age_s is None:
+        return False
+    from datetime import datetime
+
+    try:
+        created = datetime.fromisoformat(persona.provenance.created_at).timestamp()
+    except ValueError:
+        return True
+    return time.time() - created > max_age_s
+
+
+def _popular(assets: ServingAssets) -> np.ndarray:
+    """Scores for an empty history: training popularity (a new user's first request)."""
+    cached = getattr(assets, "_popularity", None)
+    if cached is None:
+        cached = np.bincount(assets.split.train["item_idx"].to_numpy(), minlength=assets.n_items).astype(np.float32)
+        assets._popularity = cached  # type: ignore[attr-defined]
+    return cached

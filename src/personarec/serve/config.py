@@ -1,0 +1,51 @@
+"""``[serve]`` section of the run config: store, API, refresh workers, ranking knobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from personarec.serve.queue import QueueConfig
+
+
+class RankingConfig(BaseModel):
+    """How the persona shapes a ranking computed by the trained model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interest_boost: float = Field(
+        0.5, ge=0.0, description="added to the standardised model score x interest weight of the item's cluster"
+    )
+    added_topic_weight: float = Field(0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added")
+    explore_default: float = Field(0.2, ge=0.0, le=1.0, description="share of the list given to explore topics")
+    max_history: int = Field(200, ge=1, description="most recent events fed to the model")
+    exclude_seen: bool = Field(True, description="never recommend an item already in the history")
+
+
+class ServeConfig(BaseModel):
+    """The serving stage: ``personarec serve`` reads this section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str | None = Field(
+        None, description="store URL: sqlite:///path.db or redis://host:port/0; None = the personas store in the run dir"
+    )
+    host: str = Field("127.0.0.1", description="API bind address")
+    port: int = Field(8000, ge=0, le=65535, description="API port (0 = pick a free one)")
+    workers: int = Field(1, ge=0, le=64, description="refresh worker processes (0 = API only)")
+    model: str | None = Field(None, description="trained recommender under RUN_DIR/models/ (None = the first found)")
+    writer: str = Field("llm", description="persona writer of the refresh workers: llm | fallback")
+    backend: str | None = Field(None, description="LLM backend (None = personas.backend)")
+    backend_config: dict[str, Any] | None = Field(None, description="backend config (None = personas.backend_config)")
+    llm_threads: int = Field(1, ge=1, description="CPU threads per worker's embedded LLM")
+    worker_nice: int = Field(10, ge=0, le=19, description="workers run at lower CPU priority than the API")
+    stale_after_s: float | None = Field(
+        None, gt=0, description="a persona older than this is refreshed on read even without new events"
+    )
+    shutdown_grace_s: float = Field(60.0, ge=0, description="how long shutdown waits for in-flight refreshes")
+    benchmark_endpoints: bool = Field(
+        False, description="enable ?sync_llm=1 (LLM on the request path) for the serving benchmark only"
+    )
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    ranking: RankingConfig = Field(default_factory=RankingConfig)

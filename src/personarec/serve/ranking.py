@@ -1,0 +1,150 @@
+"""Turn the model's scores for a live sequence + the (user-edited) persona into a short list.
+
+Exploit: the model's scores, standardised, plus ``interest_boost`` x the weight of the item's
+cluster among the persona's interests (strongest interest = full boost). Explore: a quota of the
+list (``explore`` share) is filled with the model's best items from the persona's explore topics,
+round-robin over topics and spread through the list. Blocked topics are never shown; removed
+interests get no boost; added topics count as interests. Every item gets a one-line reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from personarec.items.space import ItemSpace
+from personarec.personas.schema import Persona, PersonaEdits
+from personarec.serve.config import RankingConfig
+
+Kind = Literal["interest", "added_topic", "model", "explore"]
+
+
+@dataclass
+class Profile:
+    """The persona as served: generated persona with the user's edits applied."""
+
+    interests: dict[str, float] = field(default_factory=dict)  # cluster -> weight
+    added: list[str] = field(default_factory=list)
+    explore: list[tuple[str, str]] = field(default_factory=list)  # (cluster, reason)
+    blocked: set[str] = field(default_factory=set)
+    summary: str = ""
+
+
+def apply_edits(persona: Persona | None, edits: PersonaEdits | None, added_weight: float = 0.5) -> Profile:
+    edits = edits or PersonaEdits()
+    blocked = set(edits.blocked_topics)
+    removed = set(edits.removed_interests) | blocked
+    prof = Profile(blocked=blocked)
+    if persona is not None:
+        prof.interests = {i.cluster: i.weight for i in persona.interests if i.cluster not in removed}
+        prof.explore = [(t.cluster, t.reason) for t in persona.explore if t.cluster not in removed]
+        prof.summary = persona.summary
+    for topic in edits.added_topics:
+        if topic not in blocked and topic not in prof.interests:
+            prof.interests[topic] = added_weight
+            prof.added.append(topic)
+    prof.explore = [(c, r) for c, r in prof.explore if c not in prof.interests]
+    if edits.summary_override is not None:
+        prof.summary = edits.summary_override
+    return prof
+
+
+def edited_persona(persona: Persona, prof: Profile) -> dict:
+    """The persona as the user sees it (edits applied), for GET /persona."""
+    out = persona.model_dump(mode="json")
+    out["summary"] = prof.summary
+    out["interests"] = [{"cluster": c, "weight": w} for c, w in prof.interests.items()]
+    out["explore"] = [{"cluster": c, "reason": r} for c, r in prof.explore]
+    return out
+
+
+@dataclass
+class Ranked:
+    item: int
+    score: float
+    kind: Kind
+    cluster: str
+    reason: str
+
+
+def rank(
+    scores: np.ndarray,
+    seen: np.ndarray,
+    space: ItemSpace,
+    prof: Profile,
+    k: int,
+    explore: float,
+    config: RankingConfig,
+) -> list[Ranked]:
+    """Top-``k`` items for one user (see the module docstring)."""
+    s = np.array(scores, dtype=np.float32, copy=True)
+    n = len(s)
+    ok = np.isfinite(s)
+    mu, sd = (float(s[ok].mean()), float(s[ok].std())) if ok.any() else (0.0, 1.0)
+    z = (s - mu) / (sd if sd > 1e-12 else 1.0)
+    z[~ok] = -np.inf
+    if config.exclude_seen and len(seen):
+        z[seen[(seen >= 0) & (seen < n)]] = -np.inf
+    by_name = space.cluster_by_name()
+    fine = space.fine
+    cluster_weight = np.zeros(space.n_fine, dtype=np.float32)
+    top_w = max(prof.interests.values(), default=0.0)
+    for name, w in prof.interests.items():
+        if name in by_name and top_w > 0:
+            cluster_weight[by_name[name]] = w / top_w
+    blocked = np.zeros(space.n_fine, dtype=bool)
+    for name in prof.blocked:
+        if name in by_name:
+            blocked[by_name[name]] = True
+    z[blocked[fine]] = -np.inf
+    boosted = z + config.interest_boost * cluster_weight[fine]
+
+    available = int(np.isfinite(boosted).sum())
+    k = min(k, available)
+    topics = [(by_name[c], c, r) for c, r in prof.explore if c in by_name and not blocked[by_name[c]]]
+    n_explore = min(int(round(k * explore)), k) if topics else 0
+
+    # explore picks: per topic, its members by model score, taken round-robin
+    chosen: set[int] = set()
+    explore_picks: list[Ranked] = []
+    if n_explore:
+        queues = []
+        for cid, name, reason in topics:
+            members = np.flatnonzero((fine == cid) & np.isfinite(z))
+            order = members[np.argsort(-z[members], kind="stable")][:n_explore]
+            queues.append([(int(i), name, reason) for i in order])
+        depth = 0
+        while len(explore_picks) < n_explore and any(depth < len(q) for q in queues):
+            for q in queues:
+                if depth < len(q) and len(explore_picks) < n_explore:
+                    item, name, reason = q[depth]
+                    chosen.add(item)
+                    explore_picks.append(Ranked(item, float(boosted[item]), "explore", name, f"Something new: {name}. {reason}"))
+            depth += 1
+    n_exploit = k - len(explore_picks)
+    exploit: list[Ranked] = []
+    if n_exploit > 0:
+        cand = boosted.copy()
+        if chosen:
+            cand[list(chosen)] = -np.inf
+        m = min(n_exploit, int(np.isfinite(cand).sum()))
+        if m > 0:
+            top = np.argpartition(-cand, m - 1)[:m]
+            top = top[np.argsort(-cand[top], kind="stable")]
+            for i in top:
+                name = space.fine_names[fine[i]]
+                if name in prof.added:
+                    kind, reason = "added_topic", f"You added {name} to your interests."
+                elif name in prof.interests:
+                    kind, reason = "interest", f"Because you like {name}."
+                else:
+                    kind, reason = "model", "Fits your recent activity."
+                exploit.append(Ranked(int(i), float(cand[i]), kind, name, reason))
+    # spread explore items evenly through the list
+    out = list(exploit)
+    for j, r in enumerate(explore_picks):
+        pos = min(len(out), (j + 1) * (k // (len(explore_picks) + 1)) + j)
+        out.insert(pos, r)
+    return out[:k]

@@ -1,0 +1,105 @@
+"""Start the API (uvicorn) and the refresh worker pool over one store, and stop them cleanly.
+
+This is the plain function behind ``personarec serve`` (and what a pipeline would call):
+:func:`run_server` blocks until SIGINT/SIGTERM, then stops accepting requests, lets the workers
+finish the jobs they hold (``shutdown_grace_s``) and exits. Queued jobs stay in the durable queue
+for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from personarec.config import RunConfig
+from personarec.errors import ConfigError
+from personarec.personas.config import PersonasConfig
+from personarec.serve.assets import ServingAssets
+from personarec.serve.config import ServeConfig
+from personarec.serve.store.base import ServingStore, open_store
+from personarec.serve.worker import WorkerPool, WorkerSpec
+
+log = logging.getLogger("personarec.serve")
+
+
+def store_url(run_dir: Path, serve: ServeConfig, personas: PersonasConfig) -> str:
+    """The serving store: ``serve.store``, else the personas stage's SQLite file in the run dir
+    (so personas generated offline are served without a copy)."""
+    if serve.store:
+        return serve.store
+    target = personas.store
+    if "://" in target:
+        return target
+    return f"sqlite:///{(run_dir / target).resolve()}"
+
+
+def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore) -> int:
+    """Copy the personas written offline (RUN_DIR/personas.db) into a different serving store
+    (e.g. Redis); version-guarded, so re-running it never replaces newer online personas."""
+    from personarec.serve.store.sqlite import SQLiteStore
+
+    if "://" in personas.store or not (run_dir / personas.store).exists():
+        return 0
+    src = SQLiteStore(run_dir / personas.store)
+    n = 0
+    try:
+        for user in src.user_ids():
+            p = src.get(user)
+            if p is not None and store.put(p):
+                n += 1
+    finally:
+        src.close()
+    return n
+
+
+def section(cfg: RunConfig) -> tuple[ServeConfig, PersonasConfig]:
+    return cfg.section("serve", ServeConfig), cfg.section("personas", PersonasConfig)  # type: ignore[return-value]
+
+
+def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None = None) -> None:
+    """Serve ``run_dir`` until interrupted (see the module docstring)."""
+    import uvicorn
+
+    from personarec.serve.api import ApiState, create_app
+
+    serve, personas = section(cfg)
+    if overrides:
+        serve = serve.model_validate({**serve.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    run_dir = Path(run_dir)
+    url = store_url(run_dir, serve, personas)
+    try:
+        assets = ServingAssets.load(run_dir, stage=personas.history_stage, model=serve.model)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{run_dir}: {exc}") from None
+    store = open_store(url)
+    if not url.startswith("sqlite:///"):
+        n = import_offline_personas(run_dir, personas, store)
+        log.info("imported %d offline personas into %s", n, url)
+    sync_writer = None
+    if serve.benchmark_endpoints:
+        from personarec.serve.writers import build_writer
+
+        sync_writer = build_writer(serve.writer, assets, personas, serve)
+
+    spec = lambda wid: WorkerSpec(  # noqa: E731
+        run_dir=str(run_dir), store_url=url, serve=serve.model_dump(mode="json"),
+        personas=personas.model_dump(mode="json"), worker_id=wid,
+    )  # fmt: skip
+    pool = WorkerPool(spec, serve.workers, serve.shutdown_grace_s).start() if serve.workers else None
+    state = ApiState(store=store, assets=assets, config=serve, worker_pids=pool.pids if pool else None, sync_writer=sync_writer)
+    app = create_app(state)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=serve.host, port=serve.port, log_level="warning", access_log=False, lifespan="off")
+    )
+    log.info("serving %s on http://%s:%d (store %s, %d workers)", run_dir, serve.host, serve.port, url, serve.workers)
+    try:
+        server.run()
+    finally:
+        if pool is not None:
+            log.info("draining workers ...")
+            pool.shutdown()
+        if sync_writer is not None:
+            sync_writer.close()
+        store.close()
+        log.info("stopped")

@@ -1,0 +1,221 @@
+"""Refresh workers: processes that take jobs from the durable queue and rewrite personas.
+
+Each worker is a separate process (``multiprocessing`` with *spawn*: no state inherited from
+the API process, one LLM context each) at lower CPU priority (``nice``) than the API, so the
+request path stays fast while personas are being written. A job's lease is renewed by a
+heartbeat thread while the LLM works; if the process dies, the lease expires and another worker
+claims the job again. Shutdown (SIGTERM or the stop event) lets the current job finish.
+
+LLM failure policy: the engine retries, then falls back. A user who already has a persona keeps
+it (the job is retried later with backoff, and dropped after ``max_attempts``); a user with no
+persona gets the fallback persona, so every known user can be served with a persona.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from personarec.personas.config import PersonasConfig
+from personarec.serve.assets import ServingAssets
+from personarec.serve.config import ServeConfig
+from personarec.serve.queue import RefreshQueue
+from personarec.serve.store.base import RefreshJob, ServingStore, open_store
+from personarec.serve.writers import PersonaWriter, build_writer
+
+log = logging.getLogger("personarec.serve.worker")
+
+#: refresh-lag histogram buckets (seconds); the counters live in the store so that the API
+#: process can export what every worker measured
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def lag_stats(lag_s: float) -> dict[str, float]:
+    bucket = next((b for b in LAG_BUCKETS if lag_s <= b), float("inf"))
+    return {f"lag_bucket:{bucket}": 1.0, "lag_sum": lag_s, "lag_count": 1.0}
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs, picklable."""
+
+    run_dir: str
+    store_url: str
+    serve: dict[str, Any]
+    personas: dict[str, Any]
+    worker_id: str
+
+
+class Heartbeat:
+    """Renews a job's lease every ``lease_s / 3`` until stopped."""
+
+    def __init__(self, queue: RefreshQueue, job: RefreshJob) -> None:
+        self.queue, self.job = queue, job
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"lease-{job.user_id}")
+
+    def _run(self) -> None:
+        interval = self.queue.config.lease_s / 3
+        while not self._stop.wait(interval):
+            try:
+                if not self.queue.renew(self.job):
+                    return  # lost the lease (erased, or presumed dead); completing is still safe
+            except Exception:  # noqa: BLE001 - the store may blip; the lease may then expire
+                log.warning("lease renewal failed for %s", self.job.user_id, exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class RefreshWorker:
+    """The loop of one worker; usable in-process too (tests, ``--workers 0`` debugging)."""
+
+    def __init__(self, store: ServingStore, assets: ServingAssets, writer: PersonaWriter, serve: ServeConfig, owner: str) -> None:
+        self.store, self.assets, self.writer, self.serve, self.owner = store, assets, writer, serve, owner
+        self.queue = RefreshQueue(store, serve.queue)
+        self.stop = threading.Event()
+
+    def process(self, job: RefreshJob) -> str:
+        """Refresh one claimed job; returns what happened (for logs and tests)."""
+        state = self.store.user_state(job.user_id)
+        if state is None or state.epoch != job.epoch:
+            self.queue.complete(job, None)  # erased since the job was queued
+            return "erased"
+        history = self.assets.live_history(job.user_id, self.store, state, upto_seq=job.target_seq)
+        with Heartbeat(self.queue, job):
+            try:
+                result = self.writer.write(history)
+            except Exception as exc:  # noqa: BLE001 - a writer bug must not kill the worker
+                log.exception("writer failed for %s", job.user_id)
+                from personarec.serve.writers import WriteResult
+
+                result = WriteResult(None, "fallback", [f"error: {type(exc).__name__}: {exc}"])
+        stats: dict[str, float] = {"refresh_seconds": result.seconds, "refresh_jobs": 1.0}
+        if result.status == "generated" and result.persona is not None:
+            persona = result.persona.model_copy(update={"version": job.target_seq})
+            stats.update(refreshes=1.0, **lag_stats(time.time() - job.first_at))
+            self.queue.complete(job, persona, stats)
+            return "generated"
+        if result.status == "unusable":
+            stats["unusable"] = 1.0
+            self.queue.complete(job, None, stats)
+            return "unusable"
+        stats["llm_errors"] = 1.0
+        if self.store.get(job.user_id) is None and result.persona is not None:
+            persona = result.persona.model_copy(update={"version": job.target_seq})
+            stats.update(fallbacks=1.0, **lag_stats(time.time() - job.first_at))
+            self.queue.complete(job, persona, stats)
+            return "fallback"
+        self.queue.fail(job, stats)  # keep serving the last persona; retry later
+        return "kept"
+
+    def run_once(self) -> str | None:
+        job = self.queue.claim(self.owner)
+        return None if job is None else self.process(job)
+
+    def run(self) -> None:
+        poll = self.serve.queue.poll_interval_s
+        while not self.stop.is_set():
+            try:
+                done = self.run_once()
+            except Exception:  # noqa: BLE001 - store unavailable: wait and retry
+                log.warning("worker %s: store error", self.owner, exc_info=True)
+                done = None
+                self.stop.wait(1.0)
+            if done is None:
+                self.stop.wait(poll)
+
+
+def worker_main(spec: WorkerSpec, stop: Any = None) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    serve = ServeConfig.model_validate(spec.serve)
+    personas = PersonasConfig.model_validate(spec.personas)
+    if serve.worker_nice:
+        try:
+            os.nice(serve.worker_nice)
+        except OSError:
+            pass
+    try:
+        import torch
+
+        torch.set_num_threads(serve.llm_threads)
+    except ImportError:
+        pass
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{spec.worker_id}] %(levelname)s %(message)s")
+    assets = ServingAssets.load(Path(spec.run_dir), stage=personas.history_stage, with_model=False)
+    writer = build_writer(serve.writer, assets, personas, serve)
+    store = open_store(spec.store_url)
+    worker = RefreshWorker(store, assets, writer, serve, owner=f"{spec.worker_id}:{os.getpid()}")
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    if stop is not None:  # the parent's multiprocessing.Event
+        threading.Thread(target=lambda: (stop.wait(), worker.stop.set()), daemon=True).start()
+    log.info("ready (writer=%s, store=%s)", serve.writer, spec.store_url)
+    try:
+        worker.run()
+    finally:
+        writer.close()
+        store.close()
+        log.info("stopped")
+
+
+class WorkerPool:
+    """N worker processes, respawned if one dies (e.g. killed), drained on shutdown."""
+
+    def __init__(self, make_spec, n: int, grace_s: float = 60.0) -> None:
+        self.make_spec, self.n, self.grace_s = make_spec, n, grace_s
+        self.ctx = mp.get_context("spawn")
+        self.stop = self.ctx.Event()
+        self.procs: list[mp.process.BaseProcess] = []
+        self._closing = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.respawns = 0
+
+    def _spawn(self, i: int) -> mp.process.BaseProcess:
+        p = self.ctx.Process(target=worker_main, args=(self.make_spec(f"w{i}"), self.stop), name=f"personarec-worker-{i}")
+        p.start()
+        return p
+
+    def start(self) -> WorkerPool:
+        self.procs = [self._spawn(i) for i in range(self.n)]
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="worker-supervisor")
+        self._supervisor.start()
+        return self
+
+    def _supervise(self) -> None:
+        while not self._closing.wait(0.5):
+            for i, p in enumerate(self.procs):
+                if not p.is_alive() and not self._closing.is_set():
+                    log.warning("worker %d (pid %s) exited with %s; respawning", i, p.pid, p.exitcode)
+                    self.procs[i] = self._spawn(i)
+                    self.respawns += 1
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.is_alive() and p.pid is not None]
+
+    def shutdown(self) -> None:
+        """Ask every worker to finish its current job, wait up to ``grace_s``, then terminate."""
+        self._closing.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
+        self.stop.set()
+        deadline = time.monotonic() + self.grace_s
+        for p in self.procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():
+                log.warning("worker pid %s did not stop within %.0f s; terminating", p.pid, self.grace_s)
+                p.kill()
+                p.join(5)

@@ -1,0 +1,42 @@
+"""Fast checks of the API logic in-process (the real-server tests are in test_server.py)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from personarec.personas.config import PersonasConfig
+from personarec.serve.api import ApiState, create_app
+from personarec.serve.assets import ServingAssets
+from personarec.serve.config import ServeConfig
+from personarec.serve.store.sqlite import SQLiteStore
+from personarec.serve.worker import RefreshWorker
+from personarec.serve.writers import build_writer
+
+
+@pytest.fixture
+def env(serve_run_dir, tmp_path):
+    cfg = ServeConfig.model_validate({"queue": {"debounce_s": 0}})
+    assets = ServingAssets.load(serve_run_dir)
+    store = SQLiteStore(tmp_path / "s.db")
+    client = TestClient(create_app(ApiState(store=store, assets=assets, config=cfg)))
+    worker = RefreshWorker(store, assets, build_writer("fallback", assets, PersonasConfig(), cfg), cfg, "w")
+    yield client, store, assets, worker
+    store.close()
+
+
+def test_flow(env):
+    client, store, assets, worker = env
+    user = str(assets.split.user_ids[0])
+    r = client.get(f"/v1/users/{user}/recommendations?k=5")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["persona_version"] is None and body["persona_stale"] and len(body["items"]) == 5
+    assert worker.run_once() == "generated"  # the stale read queued a refresh
+    body = client.get(f"/v1/users/{user}/recommendations?k=5").json()
+    assert body["persona_version"] == assets.base_len(user) and not body["persona_stale"]
+    assert client.get("/v1/users/nobody/recommendations").status_code == 404
+    assert client.post("/v1/events", json={"events": []}).status_code == 422
+    assert client.post("/v1/events", json={"events": [{"user_id": user, "item_id": "nope", "timestamp": 1}]}).status_code == 422
+    r = client.get("/metrics")
+    assert "personarec_request_seconds_bucket" in r.text and "personarec_refresh_lag_seconds" in r.text
