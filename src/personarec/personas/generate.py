@@ -31,7 +31,7 @@ from personarec.items.space import ItemSpace
 from personarec.personas.backends.base import Generation, LLMBackend, LLMError
 from personarec.personas.config import PersonasConfig
 from personarec.personas.fallback import fallback_persona
-from personarec.personas.history import ContextBuilder, PersonaContext
+from personarec.personas.history import ContextBuilder, PersonaContext, UserHistory
 from personarec.personas.prompts import PROMPT_VERSION, PromptBuilder
 from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
 from personarec.personas.teacher import Draft, OutputError, build_writer
@@ -160,6 +160,10 @@ class PersonaEngine:
 
     def context(self, user_idx: int) -> PersonaContext:
         return self.contexts.context(user_idx)
+
+    def context_for(self, history: UserHistory, next_items: np.ndarray | None = None) -> PersonaContext:
+        """Context of a live history (the serving refresh worker's entry point)."""
+        return self.contexts.context_for(history, next_items)
 
     # -- one user --------------------------------------------------------------------------
     def _provenance(self, ctx: PersonaContext, draft: Draft, attempts: int) -> Provenance:
