@@ -30,7 +30,10 @@ def space(ml100k_split):
 @pytest.fixture()
 def dead_backend():
     """The real OpenAI-compatible client pointed at a port nothing listens on (discard, 9)."""
-    backend = build_backend("openai", {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0, "timeout_s": 2, "connect_timeout_s": 1})
+    backend = build_backend(
+        "openai",
+        {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0, "timeout_s": 2, "connect_timeout_s": 1},
+    )
     yield backend
     backend.close()
 
@@ -63,12 +66,26 @@ def test_unreachable_server_falls_back_and_batch_completes(ml100k_split, space, 
 def test_resumable_skips_done_users(ml100k_split, space, dead_backend, tmp_path):
     store = open_store(str(tmp_path / "p.db"))
     config = PersonasConfig(retries=0, retry_fallbacks=False)
-    first = generate_personas(ml100k_split, space, dead_backend, USERS[:2], store, config, show_progress=False)
+    first = generate_personas(
+        ml100k_split, space, dead_backend, USERS[:2], store, config, show_progress=False
+    )
     assert first.fallbacks == 2
     again = generate_personas(ml100k_split, space, dead_backend, USERS, store, config, show_progress=False)
-    assert again.skipped == 2 and again.fallbacks == 2 and sorted(again.user_ids) == sorted(ml100k_split.user_ids[USERS[2:]].tolist())
+    assert (
+        again.skipped == 2
+        and again.fallbacks == 2
+        and sorted(again.user_ids) == sorted(ml100k_split.user_ids[USERS[2:]].tolist())
+    )
     # fallbacks are placeholders: with retry_fallbacks they are attempted again
-    retry = generate_personas(ml100k_split, space, dead_backend, USERS, store, config.model_copy(update={"retry_fallbacks": True}), show_progress=False)
+    retry = generate_personas(
+        ml100k_split,
+        space,
+        dead_backend,
+        USERS,
+        store,
+        config.model_copy(update={"retry_fallbacks": True}),
+        show_progress=False,
+    )
     assert retry.skipped == 0 and retry.attempts == 4
     store.close()
 
@@ -87,13 +104,17 @@ def test_fallback_is_deterministic_grounded_and_novel(ml100k_split, space):
 
 def test_export_jsonl_and_parquet(ml100k_split, space, dead_backend, tmp_path):
     store = open_store(str(tmp_path / "p.db"))
-    generate_personas(ml100k_split, space, dead_backend, USERS, store, PersonasConfig(retries=0), show_progress=False)
+    generate_personas(
+        ml100k_split, space, dead_backend, USERS, store, PersonasConfig(retries=0), show_progress=False
+    )
     n = export_personas(store, tmp_path / "p.jsonl", "jsonl")
     rows = [Persona.model_validate_json(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert n == 4 and {r.user_id for r in rows} == set(ml100k_split.user_ids[USERS].tolist())
     export_personas(store, tmp_path / "p.parquet", "parquet")
     frame = pl.read_parquet(tmp_path / "p.parquet")
-    assert frame.height == 4 and {"user_id", "summary", "interests", "explore", "provenance"} <= set(frame.columns)
+    assert frame.height == 4 and {"user_id", "summary", "interests", "explore", "provenance"} <= set(
+        frame.columns
+    )
     assert frame["provenance"].struct.field("fallback").all()
     store.close()
 

@@ -41,7 +41,7 @@ def _users_with_novel_test_item(split, space, n):
 
 def test_explore_hit_and_exploit_precision_recall(ml100k_split, space):
     split = ml100k_split
-    full, test = split.history("test"), split.targets("test")
+    full = split.history("test")
     users = _users_with_novel_test_item(split, space, 4)
     assert len(users) == 4
     personas = []
@@ -58,9 +58,7 @@ def test_explore_hit_and_exploit_precision_recall(ml100k_split, space):
     assert r.llm.novel_future_rate == 1.0  # every chosen user's test item is in an unseen cluster
     assert r.llm.exploit_precision == 0.0 and r.llm.exploit_recall == 0.0  # future is novel: no overlap
     # the baseline is computed the same way for the same users
-    expected = sum(
-        c in t.most_frequent(seen, 1) for (_, c, seen) in users
-    ) / 4
+    expected = sum(c in t.most_frequent(seen, 1) for (_, c, seen) in users) / 4
     assert r.llm.baseline_hit_rate == pytest.approx(expected)
 
 
@@ -75,7 +73,9 @@ def test_grounding_violations_are_found(ml100k_split, space):
     r = evaluate_personas([good, leaked], split, space)
     assert r.grounding_rate == 0.5
     assert r.n_fallback == 0 and r.n_llm == 2
-    assert any("already in history" in p for p in r.problems) or any("not in history" in p for p in r.problems)
+    assert any("already in history" in p for p in r.problems) or any(
+        "not in history" in p for p in r.problems
+    )
 
 
 def test_ground_truth_follows_persona_version(ml100k_split, space):

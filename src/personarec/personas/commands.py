@@ -23,7 +23,8 @@ from personarec.personas.config import PersonasConfig
 from personarec.personas.schema import Persona
 
 app = typer.Typer(
-    help="LLM user personas: generate (batch, resumable), show, export, evaluate quality.", no_args_is_help=True
+    help="LLM user personas: generate (batch, resumable), show, export, evaluate quality.",
+    no_args_is_help=True,
 )
 
 DEFAULT_STORE = "personas.db"
@@ -48,10 +49,14 @@ def load_inputs(cfg: RunConfig):
 
     run_dir = Path(cfg.run_dir)
     if not (run_dir / "split" / "protocol.json").exists():
-        raise DataError(f"no split in {run_dir / 'split'}; run `personarec data split --run-dir {run_dir}` first")
+        raise DataError(
+            f"no split in {run_dir / 'split'}; run `personarec data split --run-dir {run_dir}` first"
+        )
     split = load_split(run_dir / "split")
     if not (run_dir / "items" / "items.parquet").exists():
-        raise DataError(f"no item space in {run_dir / 'items'}; run `personarec items build --run-dir {run_dir}` first")
+        raise DataError(
+            f"no item space in {run_dir / 'items'}; run `personarec items build --run-dir {run_dir}` first"
+        )
     return split, ItemSpace.load(run_dir / "items")
 
 
@@ -77,7 +82,9 @@ def _log(run_dir: Path, report) -> None:
     d.mkdir(parents=True, exist_ok=True)
     with (d / "generation.jsonl").open("a") as fh:
         fh.write(json.dumps(report.summary()) + "\n")
-    (d / "generation.json").write_text(json.dumps({**report.summary(), "failures": [f.model_dump() for f in report.failures]}, indent=2))
+    (d / "generation.json").write_text(
+        json.dumps({**report.summary(), "failures": [f.model_dump() for f in report.failures]}, indent=2)
+    )
 
 
 def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress: bool = True):
@@ -91,9 +98,15 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
     store = open_store(store_url(cfg.run_dir, pc))
     try:
         report = generate_personas(
-            split, space, backend, users if users is not None else pc.sample_users, store, pc,
-            seed=cfg.seed, show_progress=show_progress,
-        )  # fmt: skip
+            split,
+            space,
+            backend,
+            users if users is not None else pc.sample_users,
+            store,
+            pc,
+            seed=cfg.seed,
+            show_progress=show_progress,
+        )
         examples = [p for u in report.user_ids[:3] if (p := store.get(u)) is not None]
     finally:
         store.close()
@@ -103,18 +116,29 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
 
 
 def print_report(report) -> None:
-    t = Table(title=f"personas: {report.backend} ({report.model}), {report.writer}{', hindsight' if report.hindsight else ''}")
+    t = Table(
+        title=f"personas: {report.backend} ({report.model}), {report.writer}{', hindsight' if report.hindsight else ''}"
+    )
     for col in ("requested", "generated", "fallback", "skipped", "validity", "personas/s", "tokens/s"):
         t.add_column(col)
     t.add_row(
-        str(report.requested), str(report.generated), str(report.fallbacks), str(report.skipped),
-        f"{report.validity_rate:.0%}" if report.outputs else "-", f"{report.personas_per_s:.2f}", f"{report.tokens_per_s:.0f}",
-    )  # fmt: skip
+        str(report.requested),
+        str(report.generated),
+        str(report.fallbacks),
+        str(report.skipped),
+        f"{report.validity_rate:.0%}" if report.outputs else "-",
+        f"{report.personas_per_s:.2f}",
+        f"{report.tokens_per_s:.0f}",
+    )
     console.print(t)
     for f in report.failures[:10]:
-        console.print(f"[yellow]failed[/] user {f.user_id}: {' | '.join(f.errors)[:300]}{' -> fallback' if f.fallback else ''}")
+        console.print(
+            f"[yellow]failed[/] user {f.user_id}: {' | '.join(f.errors)[:300]}{' -> fallback' if f.fallback else ''}"
+        )
     if len(report.failures) > 10:
-        console.print(f"[yellow]... {len(report.failures) - 10} more failures in RUN_DIR/personas/generation.json[/]")
+        console.print(
+            f"[yellow]... {len(report.failures) - 10} more failures in RUN_DIR/personas/generation.json[/]"
+        )
 
 
 def evaluate_run(cfg: RunConfig, split=None, space=None):
@@ -146,9 +170,15 @@ def evaluate_run(cfg: RunConfig, split=None, space=None):
         backend, counter, name = None, None, "approx"
     try:
         report.tokens = compare_tokens(
-            split, space, users, pc.prompt, count_tokens=counter, counter_name=name, stage=pc.history_stage,
+            split,
+            space,
+            users,
+            pc.prompt,
+            count_tokens=counter,
+            counter_name=name,
+            stage=pc.history_stage,
             n_candidates=pc.n_candidates,
-        )  # fmt: skip
+        )
     finally:
         if backend is not None:
             backend.close()
@@ -168,17 +198,38 @@ def print_quality(report) -> None:
         ("explore novelty rate", f"{report.explore_novelty_rate:.1%}"),
     ]
     for name, v in report.validity.items():
-        rows.append((f"validity rate ({name})", f"{v['validity_rate']:.1%}" if v["validity_rate"] is not None else "-"))
+        rows.append(
+            (
+                f"validity rate ({name})",
+                f"{v['validity_rate']:.1%}" if v["validity_rate"] is not None else "-",
+            )
+        )
     for label, h in (("LLM", report.llm), ("all", report.all), ("hindsight", report.hindsight)):
         if h.n_users:
             rows += [
-                (f"explore hit-rate, {label} (n={h.n_users})", f"{h.explore_hit_rate:.1%} vs transitions {h.baseline_hit_rate:.1%} (ceiling {h.novel_future_rate:.1%})"),
-                (f"exploit P/R, {label}", f"{h.exploit_precision:.2f}/{h.exploit_recall:.2f} vs top clusters {h.baseline_exploit_precision:.2f}/{h.baseline_exploit_recall:.2f}"),
-            ]  # fmt: skip
+                (
+                    f"explore hit-rate, {label} (n={h.n_users})",
+                    f"{h.explore_hit_rate:.1%} vs transitions {h.baseline_hit_rate:.1%} (ceiling {h.novel_future_rate:.1%})",
+                ),
+                (
+                    f"exploit P/R, {label}",
+                    f"{h.exploit_precision:.2f}/{h.exploit_recall:.2f} vs top clusters {h.baseline_exploit_precision:.2f}/{h.baseline_exploit_recall:.2f}",
+                ),
+            ]
     tk = report.tokens
-    rows.append((f"median prompt tokens raw -> clustered ({tk.counter})", f"{tk.median_prompt_raw:.0f} -> {tk.median_prompt_clustered:.0f} ({tk.prompt_ratio:.1f}x; history block {tk.history_ratio:.1f}x)"))
+    rows.append(
+        (
+            f"median prompt tokens raw -> clustered ({tk.counter})",
+            f"{tk.median_prompt_raw:.0f} -> {tk.median_prompt_clustered:.0f} ({tk.prompt_ratio:.1f}x; history block {tk.history_ratio:.1f}x)",
+        )
+    )
     for name, v in report.throughput.items():
-        rows.append((f"throughput ({name})", f"{v['personas_per_s']} personas/s, {v['output_tokens_per_s']} output tok/s"))
+        rows.append(
+            (
+                f"throughput ({name})",
+                f"{v['personas_per_s']} personas/s, {v['output_tokens_per_s']} output tok/s",
+            )
+        )
     for r in rows:
         t.add_row(*r)
     console.print(t)
@@ -202,26 +253,75 @@ def run_personas(cfg: RunConfig, run, split, space):
 @app.command()
 def generate(
     config: ConfigOption = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="LLM backend: embedded (llama.cpp, offline), openai (any OpenAI-compatible server), transformers.")] = None,
-    users: Annotated[int | None, typer.Option("--users", "-n", help="How many users (a deterministic sample of evaluation users; default personas.sample_users).")] = None,
-    user: Annotated[list[str] | None, typer.Option("--user", "-u", help="A specific user id (repeatable); overrides --users.")] = None,
-    mode: Annotated[Literal["single", "teacher"] | None, typer.Option("--mode", help="single: one constrained call; teacher: 3-step reasoning (summary -> explore -> JSON).")] = None,
-    hindsight: Annotated[bool | None, typer.Option("--hindsight/--no-hindsight", help="Training labels: the writer also sees the user's validation events (never test); stored in personas-hindsight.db.")] = None,
-    prompt_mode: Annotated[Literal["clustered", "raw"] | None, typer.Option("--prompt-mode", help="clustered (compact cluster view) or raw (all titles, for comparison).")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Users in flight at once (useful with remote servers).")] = None,
-    retries: Annotated[int | None, typer.Option("--retries", help="Extra attempts per user before the fallback persona.")] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="openai backend: server URL, e.g. http://localhost:8000/v1.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            "-b",
+            help="LLM backend: embedded (llama.cpp, offline), openai (any OpenAI-compatible server), transformers.",
+        ),
+    ] = None,
+    users: Annotated[
+        int | None,
+        typer.Option(
+            "--users",
+            "-n",
+            help="How many users (a deterministic sample of evaluation users; default personas.sample_users).",
+        ),
+    ] = None,
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", "-u", help="A specific user id (repeatable); overrides --users."),
+    ] = None,
+    mode: Annotated[
+        Literal["single", "teacher"] | None,
+        typer.Option(
+            "--mode",
+            help="single: one constrained call; teacher: 3-step reasoning (summary -> explore -> JSON).",
+        ),
+    ] = None,
+    hindsight: Annotated[
+        bool | None,
+        typer.Option(
+            "--hindsight/--no-hindsight",
+            help="Training labels: the writer also sees the user's validation events (never test); stored in personas-hindsight.db.",
+        ),
+    ] = None,
+    prompt_mode: Annotated[
+        Literal["clustered", "raw"] | None,
+        typer.Option(
+            "--prompt-mode", help="clustered (compact cluster view) or raw (all titles, for comparison)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", help="Users in flight at once (useful with remote servers)."),
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option("--retries", help="Extra attempts per user before the fallback persona.")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="openai backend: server URL, e.g. http://localhost:8000/v1."),
+    ] = None,
     show: Annotated[int, typer.Option("--show", help="How many generated personas to print.")] = 3,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
 ) -> None:
     """Generate personas (resumable: users already up to date in the store are skipped; failures fall back)."""
     overrides = {
-        "personas.backend": backend, "personas.mode": mode, "personas.hindsight": hindsight,
-        "personas.prompt.mode": prompt_mode, "personas.concurrency": concurrency, "personas.retries": retries,
-        "personas.sample_users": users, "personas.backend_config.base_url": base_url,
-    }  # fmt: skip
-    cfg = resolve_config(config, set_, run_dir=run_dir, **{k.replace(".", "__"): v for k, v in overrides.items()})
+        "personas.backend": backend,
+        "personas.mode": mode,
+        "personas.hindsight": hindsight,
+        "personas.prompt.mode": prompt_mode,
+        "personas.concurrency": concurrency,
+        "personas.retries": retries,
+        "personas.sample_users": users,
+        "personas.backend_config.base_url": base_url,
+    }
+    cfg = resolve_config(
+        config, set_, run_dir=run_dir, **{k.replace(".", "__"): v for k, v in overrides.items()}
+    )
     split, space = load_inputs(cfg)
     report, examples = generate_for_run(cfg, split, space, users=user or None)
     print_report(report)
@@ -234,7 +334,9 @@ def generate(
 def show_cmd(
     user_id: Annotated[str, typer.Argument(help="External user id, e.g. 196.")],
     config: ConfigOption = None,
-    hindsight: Annotated[bool, typer.Option("--hindsight", help="Show the hindsight training label instead.")] = False,
+    hindsight: Annotated[
+        bool, typer.Option("--hindsight", help="Show the hindsight training label instead.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON record.")] = False,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
@@ -263,9 +365,17 @@ def show_cmd(
 @app.command("export")
 def export_cmd(
     config: ConfigOption = None,
-    fmt: Annotated[Literal["jsonl", "parquet"], typer.Option("--format", "-f", help="jsonl (one persona per line) or parquet.")] = "jsonl",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default RUN_DIR/personas/personas.<format>).")] = None,
-    hindsight: Annotated[bool, typer.Option("--hindsight", help="Export the hindsight training labels instead.")] = False,
+    fmt: Annotated[
+        Literal["jsonl", "parquet"],
+        typer.Option("--format", "-f", help="jsonl (one persona per line) or parquet."),
+    ] = "jsonl",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default RUN_DIR/personas/personas.<format>)."),
+    ] = None,
+    hindsight: Annotated[
+        bool, typer.Option("--hindsight", help="Export the hindsight training labels instead.")
+    ] = False,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
 ) -> None:

@@ -13,7 +13,8 @@ class PromptConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["clustered", "raw"] = Field(
-        "clustered", description="clustered: cluster-level view within a token budget; raw: every title (for comparison)"
+        "clustered",
+        description="clustered: cluster-level view within a token budget; raw: every title (for comparison)",
     )
     token_budget: int = Field(96, ge=32, description="max tokens of the history block in clustered mode")
     max_clusters: int = Field(12, ge=1, description="at most this many history clusters are listed")
@@ -33,7 +34,8 @@ class PersonasConfig(BaseModel):
     backend_config: dict[str, Any] = Field(default_factory=dict, description="the backend's own config")
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     mode: Literal["single", "teacher"] = Field(
-        "single", description="single: one constrained call (what the student does); teacher: 3-step reasoning"
+        "single",
+        description="single: one constrained call (what the student does); teacher: 3-step reasoning",
     )
     hindsight: bool = Field(
         False,
@@ -41,10 +43,13 @@ class PersonasConfig(BaseModel):
         "validation interactions (never test) so explore topics are ones the user really went on to",
     )
     history_stage: Literal["valid", "test"] = Field(
-        "test", description="history a persona is built from: valid = training events; test = training + validation"
+        "test",
+        description="history a persona is built from: valid = training events; test = training + validation",
     )
     sample_users: int = Field(20, ge=1, description="users the pipeline/demo generates personas for")
-    n_candidates: int = Field(8, ge=1, le=32, description="explore candidates pre-selected from cluster transitions")
+    n_candidates: int = Field(
+        8, ge=1, le=32, description="explore candidates pre-selected from cluster transitions"
+    )
     max_interests: int = Field(5, ge=1, le=8)
     max_explore: int = Field(3, ge=1, le=3)
     max_tokens: int = Field(220, ge=32, description="completion budget of the final persona call")

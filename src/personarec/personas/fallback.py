@@ -29,19 +29,22 @@ def fallback_payload(ctx: PersonaContext, max_interests: int = 5, max_explore: i
         explore.append(
             {
                 "cluster": name,
-                "reason": f"Often chosen next by people who also like {top[0].name}." if top else "Popular next step.",
+                "reason": f"Often chosen next by people who also like {top[0].name}."
+                if top
+                else "Popular next step.",
             }
         )
     names = [i["cluster"] for i in interests[:3]]
     recent = min(ctx.stats, key=lambda s: s.events_since).name if ctx.stats else ""
-    summary = (
-        f"Based on {ctx.history.version} interactions, mostly {_join(names)}."
-        + (f" Most recently: {recent}." if recent and recent in by_name else "")
+    summary = f"Based on {ctx.history.version} interactions, mostly {_join(names)}." + (
+        f" Most recently: {recent}." if recent and recent in by_name else ""
     )
     return {"summary": summary, "interests": interests, "explore": explore}
 
 
-def fallback_persona(ctx: PersonaContext, provenance: Provenance, max_interests: int = 5, max_explore: int = 3) -> Persona:
+def fallback_persona(
+    ctx: PersonaContext, provenance: Provenance, max_interests: int = 5, max_explore: int = 3
+) -> Persona:
     """A valid persona without any model (``provenance.fallback`` is forced to True)."""
     p = fallback_payload(ctx, max_interests, max_explore)
     return Persona(

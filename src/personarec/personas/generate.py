@@ -145,7 +145,9 @@ class PersonaEngine:
         seed: int = 0,
     ) -> None:
         if space.n_items != split.n_items:
-            raise DataError(f"item space has {space.n_items} items but the split has {split.n_items}; rebuild the items")
+            raise DataError(
+                f"item space has {space.n_items} items but the split has {split.n_items}; rebuild the items"
+            )
         self.split, self.space, self.config = split, space, config or PersonasConfig()
         thread_safe = bool(getattr(backend, "thread_safe", False))
         self.backend = backend if thread_safe or self.config.concurrency == 1 else _Serialized(backend)
@@ -196,7 +198,9 @@ class PersonaEngine:
             draft = Draft(payload={})
             temperature = cfg.temperature if attempt == 0 else cfg.retry_temperature
             try:
-                self.writer.write(ctx, self.backend, temperature=temperature, seed=base_seed + 7919 * attempt, draft=draft)
+                self.writer.write(
+                    ctx, self.backend, temperature=temperature, seed=base_seed + 7919 * attempt, draft=draft
+                )
                 persona = Persona(
                     user_id=ctx.user_id,
                     version=ctx.history.version,
@@ -222,7 +226,9 @@ class PersonaEngine:
                 out.persona, out.status = persona, "generated"
                 return out
             _merge(total, draft)
-        out.persona = fallback_persona(ctx, self._provenance(ctx, total, out.attempts), cfg.max_interests, cfg.max_explore)
+        out.persona = fallback_persona(
+            ctx, self._provenance(ctx, total, out.attempts), cfg.max_interests, cfg.max_explore
+        )
         return out
 
 
@@ -238,7 +244,9 @@ def _merge(total: Draft, part: Draft) -> Draft:
 
 
 # -- batch ---------------------------------------------------------------------------------------
-def resolve_users(split: Split, users: Sequence[int | str] | int | None, seed: int = 0, stage: str = "test") -> list[int]:
+def resolve_users(
+    split: Split, users: Sequence[int | str] | int | None, seed: int = 0, stage: str = "test"
+) -> list[int]:
     """User indices from explicit indices/ids, or a deterministic sample of ``users`` evaluation users."""
     if users is None:
         return list(range(split.n_users))
@@ -323,7 +331,9 @@ def generate_personas(
         else:
             report.unusable += 1
         if out.status != "generated":
-            report.failures.append(Failure(user_id=ctx.user_id, errors=out.errors, fallback=out.status == "fallback"))
+            report.failures.append(
+                Failure(user_id=ctx.user_id, errors=out.errors, fallback=out.status == "fallback")
+            )
 
     from personarec.cli_common import progress
 

@@ -82,7 +82,9 @@ class PersonaContext:
         return [self.fine_names[c] for c in self.candidates]
 
 
-def user_history(split: Split, user_idx: int, stage: Stage, sequences: UserSequences | None = None) -> UserHistory:
+def user_history(
+    split: Split, user_idx: int, stage: Stage, sequences: UserSequences | None = None
+) -> UserHistory:
     """The events a persona for ``stage`` may see (pass ``sequences`` to reuse one CSR build)."""
     seq = sequences if sequences is not None else split.history(stage)
     lo, hi = int(seq.indptr[user_idx]), int(seq.indptr[user_idx + 1])
@@ -95,7 +97,9 @@ def user_history(split: Split, user_idx: int, stage: Stage, sequences: UserSeque
     )
 
 
-def cluster_stats(items: np.ndarray, space: ItemSpace, half_life: float = 20.0, max_examples: int = 2) -> list[ClusterStat]:
+def cluster_stats(
+    items: np.ndarray, space: ItemSpace, half_life: float = 20.0, max_examples: int = 2
+) -> list[ClusterStat]:
     """Per-cluster counts, recency and example items of a chronological item sequence."""
     items = np.asarray(items, dtype=np.int64)
     n = len(items)
@@ -162,7 +166,14 @@ class ContextBuilder:
     validation targets as "next" events. Test targets are never read.
     """
 
-    def __init__(self, split: Split, space: ItemSpace, config: PersonasConfig | None = None, *, transitions: TransitionStats | None = None) -> None:
+    def __init__(
+        self,
+        split: Split,
+        space: ItemSpace,
+        config: PersonasConfig | None = None,
+        *,
+        transitions: TransitionStats | None = None,
+    ) -> None:
         self.split, self.space, self.config = split, space, config or PersonasConfig()
         train = split.history("train")
         self.transitions = transitions or TransitionStats.fit(train, space.fine, space.n_fine)
@@ -174,7 +185,9 @@ class ContextBuilder:
     def context_for(self, history: UserHistory, next_items: np.ndarray | None = None) -> PersonaContext:
         """Context for any history (``next_items``: hindsight events, validation only)."""
         pc = self.config.prompt
-        stats = cluster_stats(history.items, self.space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1))
+        stats = cluster_stats(
+            history.items, self.space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1)
+        )
         weights = {s.cluster: s.weight for s in stats}
         k = self.config.n_candidates
         candidates = self.transitions.candidates(weights, k) if stats else []

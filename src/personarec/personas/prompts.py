@@ -153,7 +153,9 @@ class PromptBuilder:
 
     # -- prompts -----------------------------------------------------------------------------
     def _system(self, template: str, max_interests: int, max_explore: int) -> str:
-        return template.format(domain=self.config.domain, max_interests=max_interests, max_explore=max_explore)
+        return template.format(
+            domain=self.config.domain, max_interests=max_interests, max_explore=max_explore
+        )
 
     def persona(
         self,

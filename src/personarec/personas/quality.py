@@ -56,7 +56,9 @@ class TokenComparison(BaseModel):
 
     @property
     def history_ratio(self) -> float:
-        return self.median_history_raw / self.median_history_clustered if self.median_history_clustered else 0.0
+        return (
+            self.median_history_raw / self.median_history_clustered if self.median_history_clustered else 0.0
+        )
 
     @property
     def prompt_ratio(self) -> float:
@@ -69,12 +71,18 @@ class QualityReport(BaseModel):
     n_fallback: int = 0
     grounding_rate: float = 0.0
     explore_novelty_rate: float = 0.0
-    validity: dict[str, Any] = Field(default_factory=dict, description="from the generation logs, per backend")
+    validity: dict[str, Any] = Field(
+        default_factory=dict, description="from the generation logs, per backend"
+    )
     llm: HitRates = Field(default_factory=HitRates, description="LLM-written personas (no fallback)")
     all: HitRates = Field(default_factory=HitRates, description="every stored persona, fallbacks included")
-    hindsight: HitRates = Field(default_factory=HitRates, description="hindsight labels, against test items only")
+    hindsight: HitRates = Field(
+        default_factory=HitRates, description="hindsight labels, against test items only"
+    )
     tokens: TokenComparison = Field(default_factory=TokenComparison)
-    throughput: dict[str, Any] = Field(default_factory=dict, description="personas/s and tokens/s per backend")
+    throughput: dict[str, Any] = Field(
+        default_factory=dict, description="personas/s and tokens/s per backend"
+    )
     problems: list[str] = Field(default_factory=list, description="first grounding problems found")
 
     def to_json(self) -> dict[str, Any]:
@@ -94,7 +102,9 @@ def grounding_problems(persona: Persona, space_names: set[str], history_names: s
     interests = [i.cluster for i in persona.interests]
     explore = [e.cluster for e in persona.explore]
     problems += [f"unknown cluster {c!r}" for c in interests + explore if c not in space_names]
-    problems += [f"interest {c!r} not in history" for c in interests if c in space_names and c not in history_names]
+    problems += [
+        f"interest {c!r} not in history" for c in interests if c in space_names and c not in history_names
+    ]
     problems += [f"explore {c!r} already in history" for c in explore if c in history_names]
     if len(set(interests)) != len(interests) or len(set(explore)) != len(explore):
         problems.append("repeated topic")
@@ -174,7 +184,11 @@ def evaluate_personas(
         base_explore = transitions.most_frequent(seen, len(explore) or 1)
         stats = cluster_stats(hist, space, half_life, 0)
         base_interests = [s.cluster for s in stats[: len(interests) or 1]]
-        targets = ["hindsight"] if persona.provenance.hindsight else ["all"] + ([] if persona.provenance.fallback else ["llm"])
+        targets = (
+            ["hindsight"]
+            if persona.provenance.hindsight
+            else ["all"] + ([] if persona.provenance.fallback else ["llm"])
+        )
         for g in targets:
             rows = groups[g]
             _accumulate(rows, "hit", float(bool(fut & set(explore))))
@@ -212,7 +226,9 @@ def compare_tokens(
     sizes: dict[str, list[int]] = {"hr": [], "hc": [], "pr": [], "pc": []}
     for u in users:
         h = user_history(split, int(u), stage, seqs)  # type: ignore[arg-type]
-        stats = cluster_stats(h.items, space, prompt.recency_half_life, max(prompt.examples_top, prompt.examples_other, 1))
+        stats = cluster_stats(
+            h.items, space, prompt.recency_half_life, max(prompt.examples_top, prompt.examples_other, 1)
+        )
         if not stats:
             continue
         cands = transitions.candidates({s.cluster: s.weight for s in stats}, n_candidates)
@@ -239,7 +255,23 @@ def summarise_logs(log_path: str | Path) -> tuple[dict[str, Any], dict[str, Any]
         if not line.strip():
             continue
         r = json.loads(line)
-        a = agg.setdefault(r["backend"], {k: 0.0 for k in ("outputs", "valid", "first", "done", "wall", "out_tok", "in_tok", "llm_s", "fallbacks")})
+        a = agg.setdefault(
+            r["backend"],
+            {
+                k: 0.0
+                for k in (
+                    "outputs",
+                    "valid",
+                    "first",
+                    "done",
+                    "wall",
+                    "out_tok",
+                    "in_tok",
+                    "llm_s",
+                    "fallbacks",
+                )
+            },
+        )
         a["outputs"] += r.get("outputs", 0)
         a["valid"] += r.get("valid_outputs", 0)
         a["first"] += r.get("first_try_valid", 0)

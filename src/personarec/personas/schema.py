@@ -40,7 +40,9 @@ class Provenance(BaseModel):
     fallback: bool = False
     attempts: int = 1
     writer: str = Field("single", description="single call (student-style) or the multi-step teacher")
-    hindsight: bool = Field(False, description="the writer saw the user's next (validation) events: a training label")
+    hindsight: bool = Field(
+        False, description="the writer saw the user's next (validation) events: a training label"
+    )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 

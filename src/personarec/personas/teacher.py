@@ -32,7 +32,9 @@ from personarec.personas.constrain import check_persona_output, persona_json_sch
 from personarec.personas.history import PersonaContext
 from personarec.personas.prompts import Prompt, PromptBuilder
 
-_REFUSAL = re.compile(r"\b(I can(?:no|')t|I am unable|I'm unable|I'm sorry|as an AI|I won't)\b", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(I can(?:no|')t|I am unable|I'm unable|I'm sorry|as an AI|I won't)\b", re.IGNORECASE
+)
 
 
 class OutputError(ValueError):
@@ -108,7 +110,11 @@ def validate_payload(data: dict[str, Any], ctx: PersonaContext, all_names: set[s
             raise OutputError("schema", f"interest weight {w!r} not a number in [0, 1]")
         interests.append({"cluster": it["cluster"], "weight": float(w)})
     for ex in data["explore"]:
-        if not isinstance(ex, dict) or not isinstance(ex.get("cluster"), str) or not isinstance(ex.get("reason"), str):
+        if (
+            not isinstance(ex, dict)
+            or not isinstance(ex.get("cluster"), str)
+            or not isinstance(ex.get("reason"), str)
+        ):
             raise OutputError("schema", f"bad explore entry {ex!r}")
         explore.append({"cluster": ex["cluster"], "reason": " ".join(ex["reason"].split())[:300]})
     seen = ctx.seen_names
@@ -143,7 +149,13 @@ class PersonaWriter(ABC):
         )
 
     def _final(
-        self, ctx: PersonaContext, prompt: Prompt, backend: LLMBackend, draft: Draft, temperature: float, seed: int | None
+        self,
+        ctx: PersonaContext,
+        prompt: Prompt,
+        backend: LLMBackend,
+        draft: Draft,
+        temperature: float,
+        seed: int | None,
     ) -> Draft:
         gen = backend.generate(
             prompt.messages,
@@ -159,7 +171,13 @@ class PersonaWriter(ABC):
 
     @abstractmethod
     def write(
-        self, ctx: PersonaContext, backend: LLMBackend, *, temperature: float, seed: int | None, draft: Draft | None = None
+        self,
+        ctx: PersonaContext,
+        backend: LLMBackend,
+        *,
+        temperature: float,
+        seed: int | None,
+        draft: Draft | None = None,
     ) -> Draft:
         """Fill ``draft`` (tokens and latency accumulate in it even when an error is raised)."""
 
@@ -170,10 +188,20 @@ class SingleCallWriter(PersonaWriter):
     name = "single"
 
     def write(
-        self, ctx: PersonaContext, backend: LLMBackend, *, temperature: float, seed: int | None, draft: Draft | None = None
+        self,
+        ctx: PersonaContext,
+        backend: LLMBackend,
+        *,
+        temperature: float,
+        seed: int | None,
+        draft: Draft | None = None,
     ) -> Draft:
-        prompt = self.builder.persona(ctx, max_interests=self.config.max_interests, max_explore=self.config.max_explore)
-        return self._final(ctx, prompt, backend, draft if draft is not None else Draft(payload={}), temperature, seed)
+        prompt = self.builder.persona(
+            ctx, max_interests=self.config.max_interests, max_explore=self.config.max_explore
+        )
+        return self._final(
+            ctx, prompt, backend, draft if draft is not None else Draft(payload={}), temperature, seed
+        )
 
 
 class MultiStepTeacher(PersonaWriter):
@@ -184,7 +212,9 @@ class MultiStepTeacher(PersonaWriter):
     explore_tokens: ClassVar[int] = 160
 
     def _explore_schema(self, names: list[str]) -> dict[str, Any]:
-        full = persona_json_schema(names[:1] or ["-"], names, n_explore=self.config.max_explore, min_explore=1)
+        full = persona_json_schema(
+            names[:1] or ["-"], names, n_explore=self.config.max_explore, min_explore=1
+        )
         return {
             "type": "object",
             "properties": {"explore": full["properties"]["explore"]},
@@ -193,11 +223,22 @@ class MultiStepTeacher(PersonaWriter):
         }
 
     def write(
-        self, ctx: PersonaContext, backend: LLMBackend, *, temperature: float, seed: int | None, draft: Draft | None = None
+        self,
+        ctx: PersonaContext,
+        backend: LLMBackend,
+        *,
+        temperature: float,
+        seed: int | None,
+        draft: Draft | None = None,
     ) -> Draft:
         draft = draft if draft is not None else Draft(payload={})
         # step 1: existing interests, in words
-        gen = backend.generate(self.builder.summary(ctx).messages, max_tokens=self.summary_tokens, temperature=temperature, seed=seed)
+        gen = backend.generate(
+            self.builder.summary(ctx).messages,
+            max_tokens=self.summary_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
         draft.add(gen)
         summary = " ".join(gen.text.split())[:600]
         draft.steps["summary"] = summary
@@ -216,7 +257,9 @@ class MultiStepTeacher(PersonaWriter):
             for ex in parse_json_object(gen.text).get("explore") or []:
                 name = ex.get("cluster") if isinstance(ex, dict) else None
                 if name in candidates and name not in {c["cluster"] for c in chosen}:
-                    chosen.append({"cluster": name, "reason": " ".join(str(ex.get("reason", "")).split())[:200]})
+                    chosen.append(
+                        {"cluster": name, "reason": " ".join(str(ex.get("reason", "")).split())[:200]}
+                    )
         except OutputError:
             chosen = []  # a bad intermediate step only loses the draft; step 3 still decides
         draft.steps["explore"] = chosen
@@ -235,7 +278,9 @@ class MultiStepTeacher(PersonaWriter):
 WRITERS: dict[str, type[PersonaWriter]] = {w.name: w for w in (SingleCallWriter, MultiStepTeacher)}
 
 
-def build_writer(name: str, builder: PromptBuilder, config: PersonasConfig, all_names: list[str]) -> PersonaWriter:
+def build_writer(
+    name: str, builder: PromptBuilder, config: PersonasConfig, all_names: list[str]
+) -> PersonaWriter:
     if name not in WRITERS:
         raise ConfigError(f"unknown persona writer {name!r}; available: {sorted(WRITERS)}")
     return WRITERS[name](builder, config, all_names)

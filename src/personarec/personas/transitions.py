@@ -34,7 +34,9 @@ class TransitionStats:
         return self.counts.shape[0]
 
     @classmethod
-    def fit(cls, sequences: UserSequences, fine: np.ndarray, n_clusters: int | None = None) -> TransitionStats:
+    def fit(
+        cls, sequences: UserSequences, fine: np.ndarray, n_clusters: int | None = None
+    ) -> TransitionStats:
         """Count next-cluster transitions in ``sequences`` (pass the TRAINING histories)."""
         fine = np.asarray(fine)
         n = int(n_clusters if n_clusters is not None else (fine.max() + 1 if len(fine) else 0))
@@ -65,7 +67,9 @@ class TransitionStats:
         order = np.lexsort((np.arange(self.n_clusters), -self.popularity, -scores))
         return [int(c) for c in order if not mask[c]][:k]
 
-    def candidates(self, weights: Mapping[int, float], k: int, exclude: Iterable[int] | None = None) -> list[int]:
+    def candidates(
+        self, weights: Mapping[int, float], k: int, exclude: Iterable[int] | None = None
+    ) -> list[int]:
         """Top-``k`` unseen clusters by sum_a w_a * P(b | a); clusters of ``weights`` are excluded.
 
         Clusters no transition reaches are ranked after by popularity, so ``k`` are always returned
