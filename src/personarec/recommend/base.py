@@ -8,10 +8,13 @@ ranking over 10^5 items never holds every user at once.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from personarec.data.splits import Split, UserSequences
@@ -42,6 +45,35 @@ class Recommender(ABC):
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.config.model_dump()}
 
+    # -- persistence (so serving can load a trained model) --------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model to directory ``path``: ``config.json`` (name + config) and its state."""
+        d = Path(path)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"name": self.name, "n_items": self.n_items, "config": self.config.model_dump(mode="json")}
+        (d / "config.json").write_text(json.dumps(meta, indent=2))
+        self._save_state(d)
+        return d
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model written by :meth:`save` (the class must match the saved name)."""
+        d = Path(path)
+        meta = _read_meta(d)
+        if meta["name"] != cls.name:
+            raise ConfigError(f"{d} holds a {meta['name']!r} model, not {cls.name!r}")
+        model = cls.from_config(meta["config"])
+        model.n_items = int(meta["n_items"])
+        model._load_state(d)
+        return model
+
+    def _save_state(self, directory: Path) -> None:
+        """Write learned arrays/tensors into ``directory`` (subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+    def _load_state(self, directory: Path) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded")
+
     # -- learning ------------------------------------------------------------------------
     @abstractmethod
     def fit(self, split: Split, **context: Any) -> Self:
@@ -65,7 +97,7 @@ class Recommender(ABC):
         history = UserSequences(
             indptr=np.array([0, len(seq)], dtype=np.int64), items=seq, timestamps=np.zeros(len(seq), np.int64)
         )
-        return self.score(np.array([-1]), history)[0]
+        return self.score(np.array([0]), history)[0]
 
     # -- ranking -------------------------------------------------------------------------
     def recommend(
@@ -103,6 +135,27 @@ def mask_seen(scores: np.ndarray, users: np.ndarray, history: UserSequences) -> 
     scores[rows, cols] = -np.inf
 
 
+def history_matrix(users: np.ndarray, history: UserSequences, n_items: int) -> sp.csr_matrix:
+    """Binary ``[len(users), n_items]`` matrix of the given users' histories (duplicates -> 1)."""
+    users = np.asarray(users, dtype=np.int64)
+    starts, ends = history.indptr[users], history.indptr[users + 1]
+    lengths = ends - starts
+    indptr = np.zeros(len(users) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    offsets = np.arange(indptr[-1]) - np.repeat(indptr[:-1], lengths)
+    cols = history.items[np.repeat(starts, lengths) + offsets]
+    m = sp.csr_matrix((np.ones(len(cols), np.float32), cols, indptr), shape=(len(users), n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def train_matrix(split: Split) -> sp.csr_matrix:
+    """Binary user x item matrix of ``split.train``."""
+    history = split.history("train")
+    return history_matrix(np.arange(history.n_users), history, split.n_items)
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-k (sorted, best first) via argpartition: O(n_items) per row."""
     k = min(k, scores.shape[1])
@@ -127,4 +180,22 @@ def build_recommender(name: str, config: dict[str, Any] | None = None) -> Recomm
 
     if name not in RECOMMENDERS:
         raise ConfigError(f"unknown recommender {name!r}; available: {sorted(RECOMMENDERS)}")
-    return RECOMMENDERS[name].from_config(config or {})
+    config = {k: v for k, v in (config or {}).items() if k != "name"}  # get_config() output is accepted
+    return RECOMMENDERS[name].from_config(config)
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "config.json"
+    if not path.exists():
+        raise ConfigError(f"no saved model in {directory} (expected config.json); run `personarec train` first")
+    return json.loads(path.read_text())
+
+
+def load_recommender(path: str | Path) -> Recommender:
+    """Load any saved model: the class is picked by the name stored in ``path/config.json``."""
+    import personarec.recommend.zoo  # noqa: F401
+
+    meta = _read_meta(Path(path))
+    if meta["name"] not in RECOMMENDERS:
+        raise ConfigError(f"{path}: unknown recommender {meta['name']!r}; available: {sorted(RECOMMENDERS)}")
+    return RECOMMENDERS[meta["name"]].load(path)

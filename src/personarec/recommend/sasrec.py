@@ -1,0 +1,337 @@
+"""SASRec trained with full softmax cross-entropy over the catalogue ("SASRec+").
+
+Kang & McAuley (ICDM 2018) architecture (causal self-attention, learned positional embeddings,
+tied item embeddings as the output layer), trained as Klenitskiy & Vasilev (RecSys 2023)
+recommend: cross-entropy over *all* items at *every* position of each training sequence instead
+of one sampled negative, which is what makes SASRec competitive with BERT4Rec.
+
+Design points that matter elsewhere:
+
+* Positions are right-aligned (the latest event always has position ``max_len - 1``) and padding is
+  masked out of attention, so a sequence scores the same whether it is alone or padded in a batch:
+  :meth:`SASRec.score_sequence` (serving) equals :meth:`SASRec.score` (batch evaluation).
+* :meth:`SASRec.encode` returns the hidden state of every position (the distillation issue reads
+  them) and :meth:`SASRec.training_loss` is one method, so a subclass adds an auxiliary loss by
+  overriding it and calling ``super()``.
+* Early stopping on validation NDCG@10 (full ranking, seen items masked); the best state is kept
+  and, when ``checkpoint_path`` is set, written there after every improvement.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from personarec.data.splits import Split, UserSequences
+from personarec.recommend.base import Recommender, RecommenderConfig, mask_seen, register
+
+
+class SASRecConfig(RecommenderConfig):
+    max_len: int = Field(200, ge=1, description="most recent events the model reads")
+    hidden: int = Field(64, ge=1, description="embedding / hidden size")
+    n_blocks: int = Field(2, ge=1, description="self-attention blocks")
+    n_heads: int = Field(1, ge=1, description="attention heads (must divide hidden)")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings, residual branches, feed-forward")
+    attn_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on attention weights (slow on CPU)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(128, ge=1, description="training sequences per step")
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(10, ge=1, description="epochs without validation NDCG@10 gain before stopping")
+    min_epochs: int = Field(0, ge=0, description="never stop before this many epochs")
+    eval_k: int = Field(10, ge=1, description="cut-off of the validation NDCG used for early stopping")
+    early_stopping: bool = Field(True, description="needs split.valid; off = train max_epochs")
+    seed: int = 42
+    num_threads: int = Field(2, ge=1, description="torch.set_num_threads during fit/score")
+    infer_batch_size: int = Field(256, ge=1, description="users per forward pass when scoring")
+    checkpoint_path: str | None = Field(None, description="write the best state dict here while training")
+    show_progress: bool = Field(True, description="rich progress bar per epoch")
+
+
+class SelfAttentionBlock(nn.Module):
+    """Pre-LayerNorm causal self-attention + position-wise feed-forward, both residual."""
+
+    def __init__(self, cfg: SASRecConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.attn_dropout = cfg.attn_dropout
+        self.norm1 = nn.LayerNorm(cfg.hidden)
+        self.qkv = nn.Linear(cfg.hidden, 3 * cfg.hidden)
+        self.out = nn.Linear(cfg.hidden, cfg.hidden)
+        self.norm2 = nn.LayerNorm(cfg.hidden)
+        self.ff = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.hidden)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, length, h = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        x = x + self.dropout(self.out(a.transpose(1, 2).reshape(b, length, h)))
+        return x + self.dropout(self.ff(self.norm2(x)))
+
+
+class SASRecNet(nn.Module):
+    """Item + position embeddings -> causal pre-LN self-attention blocks -> hidden states.
+
+    Token 0 is padding; item ``j`` is token ``j + 1``. Scores are ``hidden · item_embedding``.
+    """
+
+    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(cfg) for _ in range(cfg.n_blocks))
+        self.final_norm = nn.LayerNorm(cfg.hidden)
+        self.scale = math.sqrt(cfg.hidden)
+        nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens [B, L]`` left-padded with 0 -> hidden states ``[B, L, H]`` (pad rows: junk)."""
+        b, length = tokens.shape
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} > max_len {self.max_len}")
+        real = tokens != 0
+        positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)
+        x = self.item_emb(tokens) * self.scale + self.pos_emb(positions)[None]
+        x = self.emb_dropout(x) * real.unsqueeze(-1)
+        # causal and key-padding in one boolean mask (True = may attend); each position may attend
+        # to itself so that all-padding rows stay finite.
+        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
+        allowed = (causal[None] & real[:, None, :]) | torch.eye(length, dtype=torch.bool, device=tokens.device)[None]
+        allowed = allowed[:, None]  # broadcast over heads
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_norm(x)
+
+    def item_weights(self) -> torch.Tensor:
+        """Output embeddings of the real items ``[n_items, H]`` (tied to the input embeddings)."""
+        return self.item_emb.weight[1:]
+
+
+def left_pad(seqs: list[np.ndarray], max_len: int) -> torch.Tensor:
+    """Tokens (item index + 1) of the last ``max_len`` items of each sequence, left-padded with 0."""
+    length = max(1, min(max_len, max((len(s) for s in seqs), default=1)))
+    out = np.zeros((len(seqs), length), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        s = s[-length:]
+        if len(s):
+            out[row, length - len(s) :] = s + 1
+    return torch.from_numpy(out)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@register
+class SASRec(Recommender):
+    name = "sasrec"
+    config_class = SASRecConfig
+
+    def __init__(self, config: SASRecConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: SASRecNet | None = None
+        self.history_: list[dict[str, float]] = []  # per-epoch loss / valid NDCG / seconds
+        self.best_epoch: int = 0
+
+    @property
+    def cfg(self) -> SASRecConfig:
+        return self.config  # type: ignore[return-value]
+
+    def _build(self, n_items: int) -> SASRecNet:
+        if self.cfg.hidden % self.cfg.n_heads:
+            from personarec.errors import ConfigError
+
+            raise ConfigError(f"sasrec.hidden={self.cfg.hidden} must be divisible by n_heads={self.cfg.n_heads}")
+        self.n_items = n_items
+        self.net = SASRecNet(n_items, self.cfg)
+        return self.net
+
+    # -- hooks for subclasses (distillation) ---------------------------------------------
+    def encode(self, seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``[B, L, H]`` of a batch of item-index sequences and the mask of real
+        (non-padding) positions ``[B, L]``. Runs in the net's current mode (train or eval)."""
+        assert self.net is not None, "fit or load the model first"
+        tokens = left_pad(seqs, self.cfg.max_len)
+        return self.net(tokens), tokens != 0
+
+    def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """Full-catalogue cross-entropy at every real position.
+
+        ``inputs``/``targets`` are token tensors ``[B, L]`` (targets = inputs shifted by one, 0 where
+        there is nothing to predict); ``users`` the user indices of the rows, for subclasses that add
+        per-user auxiliary terms.
+        """
+        assert self.net is not None
+        hidden = self.net(inputs)
+        keep = targets > 0
+        logits = hidden[keep] @ self.net.item_weights().T
+        return F.cross_entropy(logits, targets[keep] - 1)
+
+    # -- training ------------------------------------------------------------------------
+    def _training_windows(self, history: UserSequences) -> tuple[np.ndarray, list[np.ndarray]]:
+        users = np.flatnonzero(history.lengths() >= 2)
+        return users, [history[u][-(self.cfg.max_len + 1) :] for u in users]
+
+    def fit(self, split: Split, **context: Any) -> Self:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        torch.set_num_threads(cfg.num_threads)
+        net = self._build(split.n_items)
+        history = split.history("train")
+        users, windows = self._training_windows(history)
+        if not len(users):
+            from personarec.errors import EmptyDatasetError
+
+            raise EmptyDatasetError("SASRec needs users with at least 2 training events")
+        lengths = np.array([len(w) for w in windows])
+        valid_users = split.eval_users("valid") if cfg.early_stopping else np.zeros(0, np.int64)
+        valid_targets = split.targets("valid")
+        optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        generator = np.random.default_rng(cfg.seed)
+        best_score, best_state, waited = -1.0, None, 0
+        self.history_ = []
+        progress = _progress(cfg.show_progress)
+        with progress:
+            n_batches = len(_length_buckets(lengths, cfg.batch_size, np.random.default_rng(0)))
+            task = progress.add_task("sasrec", total=n_batches)
+            for epoch in range(1, cfg.max_epochs + 1):
+                progress.reset(task, total=n_batches, description=f"sasrec epoch {epoch}")
+                start = time.perf_counter()
+                net.train()
+                total, count = 0.0, 0
+                for idx in _length_buckets(lengths, cfg.batch_size, generator):
+                    seqs = [windows[i] for i in idx]
+                    inputs = left_pad([s[:-1] for s in seqs], cfg.max_len)
+                    targets = left_pad([s[1:] for s in seqs], cfg.max_len)
+                    loss = self.training_loss(inputs, targets, torch.from_numpy(users[idx]))
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    total += float(loss.detach()) * len(idx)
+                    count += len(idx)
+                    progress.advance(task)
+                train_seconds = time.perf_counter() - start
+                record = {"epoch": epoch, "loss": total / count, "train_seconds": train_seconds}
+                if len(valid_users):
+                    t0 = time.perf_counter()
+                    ndcg = self.validation_ndcg(valid_users, history, valid_targets)
+                    record.update(valid_ndcg=ndcg, eval_seconds=time.perf_counter() - t0)
+                    if ndcg > best_score:
+                        best_score, waited, self.best_epoch = ndcg, 0, epoch
+                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                        if cfg.checkpoint_path:
+                            Path(cfg.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+                            torch.save(best_state, cfg.checkpoint_path)
+                    else:
+                        waited += 1
+                    progress.update(task, description=f"sasrec epoch {epoch} ndcg@{cfg.eval_k}={ndcg:.4f} best={best_score:.4f}")
+                self.history_.append(record)
+                if len(valid_users) and waited >= cfg.patience and epoch >= cfg.min_epochs:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        else:
+            self.best_epoch = len(self.history_)
+        net.eval()
+        return self
+
+    def validation_ndcg(self, users: np.ndarray, history: UserSequences, targets: UserSequences) -> float:
+        """Mean NDCG@eval_k of the first target per user, full ranking, seen items masked."""
+        k = self.cfg.eval_k
+        gains = []
+        for b in range(0, len(users), self.cfg.infer_batch_size):
+            batch = users[b : b + self.cfg.infer_batch_size]
+            scores = self.score(batch, history)
+            mask_seen(scores, batch, history)
+            target = targets.items[targets.indptr[batch]]
+            target_score = scores[np.arange(len(batch)), target]
+            rank = (scores > target_score[:, None]).sum(axis=1)
+            gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
+        return float(np.concatenate(gains).mean()) if gains else 0.0
+
+    # -- inference -----------------------------------------------------------------------
+    @torch.no_grad()
+    def _score_seqs(self, seqs: list[np.ndarray]) -> np.ndarray:
+        assert self.net is not None, "fit or load the model first"
+        torch.set_num_threads(self.cfg.num_threads)
+        was_training = self.net.training
+        self.net.eval()
+        out = np.empty((len(seqs), self.n_items), dtype=np.float32)
+        weights = self.net.item_weights()
+        for b in range(0, len(seqs), self.cfg.infer_batch_size):
+            chunk = seqs[b : b + self.cfg.infer_batch_size]
+            hidden, _ = self.encode(chunk)
+            out[b : b + len(chunk)] = (hidden[:, -1] @ weights.T).numpy()
+        self.net.train(was_training)
+        return out
+
+    def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
+        """Scores from the last ``max_len`` events of each user's ``history``."""
+        m = self.cfg.max_len
+        return self._score_seqs([history[int(u)][-m:] for u in np.asarray(users)])
+
+    def score_sequence(self, items: np.ndarray) -> np.ndarray:
+        """Scores for one live sequence (e.g. a user's latest events from the serving store)."""
+        return self._score_seqs([np.asarray(items, dtype=np.int64)[-self.cfg.max_len :]])[0]
+
+    @torch.no_grad()
+    def user_embeddings(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
+        """Last-position hidden state per user ``[len(users), H]`` (the vector that is scored)."""
+        assert self.net is not None
+        self.net.eval()
+        m = self.cfg.max_len
+        seqs = [history[int(u)][-m:] for u in np.asarray(users)]
+        parts = [self.encode(seqs[b : b + self.cfg.infer_batch_size])[0][:, -1] for b in range(0, len(seqs), self.cfg.infer_batch_size)]
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.cfg.hidden), np.float32)
+
+    # -- persistence ---------------------------------------------------------------------
+    def _save_state(self, directory: Path) -> None:
+        assert self.net is not None, "fit the model first"
+        torch.save(self.net.state_dict(), directory / "state.pt")
+
+    def _load_state(self, directory: Path) -> None:
+        net = self._build(self.n_items)
+        net.load_state_dict(torch.load(directory / "state.pt", weights_only=True))
+        net.eval()
+
+
+def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar-length sequences: shuffle, sort within pools of 16 batches,
+    cut, shuffle the batches. Cuts padding (attention is quadratic in the padded length)."""
+    order = rng.permutation(len(lengths))
+    pool = batch_size * 16
+    batches = []
+    for p in range(0, len(order), pool):
+        chunk = order[p : p + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _progress(enabled: bool):
+    from personarec.cli_common import progress
+
+    p = progress()
+    p.disable = not enabled
+    return p

@@ -1,0 +1,3 @@
+"""Import every built-in recommender so that each registers itself by name."""
+
+from personarec.recommend import ease, itemknn, popular, sasrec  # noqa: F401
