@@ -47,6 +47,13 @@ def test_candidates_exclude_seen_and_follow_transitions():
     assert 2 not in t.candidates({0: 0.5, 1: 0.5}, 3, exclude=[2])
 
 
+def test_sources_name_the_cluster_that_leads_to_each_candidate():
+    fine = np.array([0, 0, 1, 2, 3, 4], dtype=np.int32)
+    t = TransitionStats.fit(_seqs([[0, 2, 3], [3, 2, 4], [2], [0, 2, 1, 2]]), fine, 5)
+    assert t.sources({0: 1.0}, [1, 2, 3]) == [0, None, None]  # only A -> B was observed from A
+    assert t.sources({0: 0.5, 1: 0.5}, [2, 3]) == [1, 1]  # C and D are reached from B
+
+
 def test_self_transitions_not_counted():
     t = TransitionStats.fit(_seqs([[0, 1, 0, 1]]), np.array([0, 0]), 1)
     assert t.counts.sum() == 0

@@ -163,10 +163,14 @@ def evaluate_run(cfg: RunConfig, split=None, space=None):
     report.validity, report.throughput = summarise_logs(Path(cfg.run_dir) / "personas" / "generation.jsonl")
     index = split.user_index()
     users = sorted({index[p.user_id] for p in personas if p.user_id in index})
+    backend = None
     try:  # the backend's own tokenizer when it can load here; else the character estimate
         backend = build_backend(pc.backend, pc.backend_config)
-        counter, name = backend.count_tokens, f"{pc.backend} tokenizer"
+        backend.count_tokens("probe")  # loads the tokenizer now, so a failure lands here
+        counter, name = backend.count_tokens, f"{pc.backend} backend count_tokens"
     except Exception:  # noqa: BLE001 - counting tokens must not need a reachable model
+        if backend is not None:
+            backend.close()
         backend, counter, name = None, None, "approx"
     try:
         report.tokens = compare_tokens(

@@ -64,6 +64,9 @@ class PersonaContext:
     titles: list[str] = field(repr=False, default_factory=list)  # item index -> title (shared list)
     fine_names: list[str] = field(repr=False, default_factory=list)
     hindsight: list[ClusterStat] | None = None  # the user's next interactions (validation only)
+    candidate_sources: list[int | None] = field(
+        default_factory=list
+    )  # history cluster leading to each candidate
 
     @property
     def user_id(self) -> str:
@@ -80,6 +83,13 @@ class PersonaContext:
     @property
     def candidate_names(self) -> list[str]:
         return [self.fine_names[c] for c in self.candidates]
+
+    def source_name(self, candidate_rank: int) -> str | None:
+        """Name of the history cluster users most often came from to candidate ``candidate_rank``."""
+        if candidate_rank >= len(self.candidate_sources):
+            return None
+        src = self.candidate_sources[candidate_rank]
+        return None if src is None else self.fine_names[src]
 
 
 def user_history(
@@ -200,6 +210,7 @@ class ContextBuilder:
         return PersonaContext(
             history=history, stats=stats, candidates=candidates, titles=self.titles,
             fine_names=self.space.fine_names, hindsight=future,
+            candidate_sources=self.transitions.sources(weights, candidates),
         )  # fmt: skip
 
     def context(self, user_idx: int) -> PersonaContext:

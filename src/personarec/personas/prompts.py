@@ -137,8 +137,14 @@ class PromptBuilder:
         text, listed = self.clustered_history(ctx)
         return text, [s.name for s in listed], len(listed)
 
-    def candidates_block(self, names: Sequence[str]) -> str:
-        return "<candidates>" + quote_list(names) + "</candidates>"
+    def candidates_block(self, names: Sequence[str], sources: Sequence[str | None] | None = None) -> str:
+        """Unseen candidate clusters; with ``sources``, one ``[candidate, reached from]`` line each."""
+        if sources is None:
+            return "<candidates>" + quote_list(names) + "</candidates>"
+        lines = [f"[{quote(n)}, {quote(s) if s else 'null'}]" for n, s in zip(names, sources, strict=False)]
+        return (
+            "<candidates columns=[cluster, users often came from]>\n" + "\n".join(lines) + "\n</candidates>"
+        )
 
     def hindsight_block(self, ctx: PersonaContext) -> str:
         """The user's next interactions (validation events only), for teacher labels."""
@@ -200,7 +206,9 @@ class PromptBuilder:
         """Teacher step 2: choose adjacent unseen clusters among the transition-preselected candidates."""
         parts = [
             "<draft>" + quote(summary) + "</draft>",
-            self.candidates_block(ctx.candidate_names),
+            self.candidates_block(
+                ctx.candidate_names, [ctx.source_name(i) for i in range(len(ctx.candidates))]
+            ),
         ]
         if ctx.hindsight:
             parts.append(self.hindsight_block(ctx))

@@ -14,7 +14,7 @@ Two uses:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +84,19 @@ class TransitionStats:
         scores = np.asarray(probs.sum(axis=0)).ravel()
         excluded = set(int(r) for r in rows) | set(int(c) for c in (exclude or ()))
         return self._rank(scores, excluded, k)
+
+    def sources(self, weights: Mapping[int, float], candidates: Sequence[int]) -> list[int | None]:
+        """For each candidate, the user's cluster that contributes most to its score (None: none)."""
+        if not candidates or not weights:
+            return [None] * len(candidates)
+        rows = np.fromiter(weights.keys(), dtype=np.int64)
+        w = np.fromiter(weights.values(), dtype=np.float64)
+        sub = self.counts[rows].astype(np.float64)
+        row_sums = np.asarray(sub.sum(axis=1)).ravel()
+        row_sums[row_sums == 0] = 1.0
+        contrib = (sp.diags(w / row_sums) @ sub)[:, list(candidates)].toarray()  # [n_rows, n_cand]
+        best = contrib.argmax(axis=0)
+        return [int(rows[b]) if contrib[b, j] > 0 else None for j, b in enumerate(best)]
 
     def most_frequent(self, seen: Iterable[int], k: int) -> list[int]:
         """Baseline: the ``k`` unseen clusters most often reached from the user's clusters (raw counts)."""
