@@ -146,6 +146,8 @@ class PersonaWriter(ABC):
             max_interests=self.config.max_interests,
             n_explore=self.config.max_explore,
             min_explore=1,
+            summary_max_length=self.config.summary_max_chars,
+            reason_max_length=self.config.reason_max_chars,
         )
 
     def _final(
@@ -209,11 +211,15 @@ class MultiStepTeacher(PersonaWriter):
 
     name = "teacher"
     summary_tokens: ClassVar[int] = 120
-    explore_tokens: ClassVar[int] = 160
+    explore_tokens: ClassVar[int] = 220
 
     def _explore_schema(self, names: list[str]) -> dict[str, Any]:
         full = persona_json_schema(
-            names[:1] or ["-"], names, n_explore=self.config.max_explore, min_explore=1
+            names[:1] or ["-"],
+            names,
+            n_explore=self.config.max_explore,
+            min_explore=1,
+            reason_max_length=self.config.reason_max_chars,
         )
         return {
             "type": "object",
@@ -240,7 +246,7 @@ class MultiStepTeacher(PersonaWriter):
             seed=seed,
         )
         draft.add(gen)
-        summary = " ".join(gen.text.split())[:600]
+        summary = " ".join(gen.text.split())[: self.config.summary_max_chars * 2]
         draft.steps["summary"] = summary
         # step 2: adjacent unseen clusters among the transition-preselected candidates
         candidates = ctx.candidate_names
@@ -258,7 +264,12 @@ class MultiStepTeacher(PersonaWriter):
                 name = ex.get("cluster") if isinstance(ex, dict) else None
                 if name in candidates and name not in {c["cluster"] for c in chosen}:
                     chosen.append(
-                        {"cluster": name, "reason": " ".join(str(ex.get("reason", "")).split())[:200]}
+                        {
+                            "cluster": name,
+                            "reason": " ".join(str(ex.get("reason", "")).split())[
+                                : self.config.reason_max_chars
+                            ],
+                        }
                     )
         except OutputError:
             chosen = []  # a bad intermediate step only loses the draft; step 3 still decides
