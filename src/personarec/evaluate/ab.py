@@ -180,7 +180,7 @@ def replay_ab(
     alpha = 1.0 - confidence
     comparisons = comparisons.with_columns(
         pl.Series("p_holm", adjusted), pl.Series("significant", adjusted < alpha)
-    ).sort(["kind", "metric", "model"], maintain_order=True)
+    ).sort("kind", maintain_order=True)  # A/B first; metrics and arms in the given order
 
     return ABResult(
         arms=arms,
@@ -199,7 +199,7 @@ def print_ab(ab: ABResult, console: Console | None = None) -> None:
     out = console or default_console
     pct = f"{ab.confidence:.0%}"
     t = Table(title=f"Replayed A/B: per-arm means with {pct} bootstrap CI")
-    t.add_column("metric", style="bold")
+    t.add_column("metric", style="bold", no_wrap=True)
     for arm in ab.arms:
         n = ab.arm_metrics.filter(pl.col("arm") == arm)["users"][0]
         t.add_column(f"{arm}{' (control)' if arm == ab.control else ''}\n{n} users", justify="right")
@@ -207,8 +207,8 @@ def print_ab(ab: ABResult, console: Console | None = None) -> None:
         cells = []
         for arm in ab.arms:
             r = ab.arm_metrics.filter((pl.col("arm") == arm) & (pl.col("metric") == metric)).row(0, named=True)
-            ci = f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["ci_low"] is not None else ""
-            cells.append(f"{r['mean']:.4f}{ci}")
+            ci = f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r["ci_low"] is not None else ""
+            cells.append(f"{r['mean']:.3f}{ci}")
         t.add_row(metric, *cells)
     out.print(t)
     for kind in (KIND_AB, KIND_PAIRED):
@@ -217,10 +217,10 @@ def print_ab(ab: ABResult, console: Console | None = None) -> None:
             continue
         c = Table(title=f"{kind} vs control '{ab.control}'", caption=EXPLANATION[kind])
         for name in ("metric", "model", "diff", f"{pct} CI", "p", "p (Holm)", ""):
-            c.add_column(name, justify="right" if name not in ("metric", "model") else "left")
+            c.add_column(name, justify="right" if name not in ("metric", "model") else "left", no_wrap=True)
         for r in rows.iter_rows(named=True):
             c.add_row(
-                r["metric"], r["model"], f"{r['diff']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                r["metric"], r["model"], f"{r['diff']:+.4f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
                 f"{r['p_value']:.3g}", f"{r['p_holm']:.3g}", "[green]*[/]" if r["significant"] else "",
             )  # fmt: skip
         out.print(c)

@@ -295,7 +295,9 @@ class _NullProgress:
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "-"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4f}"
+    return str(v)
 
 
 def result_tables(result: EvalResult) -> list[Table]:

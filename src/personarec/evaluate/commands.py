@@ -1,0 +1,173 @@
+"""``personarec evaluate`` and ``personarec report``: top-level verbs (no sub-app).
+
+``run_evaluation`` is the pipeline's entry point (the CLI verb and ``personarec demo`` both call
+it); ``write_report`` (in :mod:`personarec.evaluate.report`) is the other.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
+from personarec.config import RunConfig
+from personarec.data.splits import Split
+from personarec.errors import ConfigError, DataError
+from personarec.evaluate.config import EvaluateConfig
+from personarec.evaluate.harness import EvalResult, evaluate_models, primary_k, print_result
+from personarec.items.space import ItemSpace
+from personarec.recommend.base import Recommender
+from personarec.run import RunDir
+
+app = None  # no sub-commands: see TOP_LEVEL
+
+
+def _csv(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _as_mapping(models: Mapping[str, Recommender] | Sequence[Recommender]) -> dict[str, Recommender]:
+    if isinstance(models, Mapping):
+        return dict(models)
+    return {getattr(m, "name", f"model{i}"): m for i, m in enumerate(models)}
+
+
+def run_evaluation(
+    cfg: RunConfig,
+    run: RunDir,
+    split: Split,
+    models: Mapping[str, Recommender] | Sequence[Recommender],
+    items: ItemSpace | None = None,
+) -> EvalResult:
+    """Evaluate ``models`` on ``split`` as ``cfg.evaluate`` says; write ``RUN_DIR/eval/`` (and ``eval/ab/``).
+
+    ``evaluate.arms`` (when set) picks and orders the models; the first is the A/B control unless
+    ``evaluate.ab.control`` says otherwise. Returns the result, with ``result.ab`` set when the A/B ran.
+    """
+    from personarec.evaluate.ab import print_ab, replay_ab
+
+    ecfg: EvaluateConfig = cfg.section("evaluate", EvaluateConfig)  # type: ignore[assignment]
+    models = _as_mapping(models)
+    if ecfg.arms:
+        missing = [a for a in ecfg.arms if a not in models]
+        if missing:
+            raise ConfigError(f"evaluate.arms names {missing}, which are not among the models {sorted(models)}")
+        models = {a: models[a] for a in ecfg.arms}
+    if not models:
+        raise ConfigError("no models to evaluate")
+    seed = cfg.seed if ecfg.seed is None else ecfg.seed
+    eval_dir = run.path / "eval"
+    with run.stage("evaluate", stage=ecfg.stage, models=list(models)) as entry:
+        result = evaluate_models(
+            split, models, ecfg.stage, tuple(ecfg.ks), items, ecfg.batch_size,
+            metrics=ecfg.metrics, metric_config=ecfg.metric_config, exclude_seen=ecfg.exclude_seen,
+            score_memory_mb=ecfg.score_memory_mb, n_boot=ecfg.n_boot, confidence=ecfg.confidence, seed=seed,
+        )  # fmt: skip
+        shutil.rmtree(eval_dir, ignore_errors=True)  # never mix files of two evaluations
+        result.save(eval_dir)
+        print_result(result)
+        if ecfg.ab.enabled and len(models) >= 2:
+            ab = replay_ab(
+                result, list(models), control=ecfg.ab.control,
+                seed=cfg.seed if ecfg.ab.seed is None else ecfg.ab.seed, weights=ecfg.ab.weights,
+                metrics=ecfg.ab.metrics, n_boot=ecfg.n_boot, confidence=ecfg.confidence,
+            )  # fmt: skip
+            ab.save(eval_dir / "ab")
+            print_ab(ab)
+            result.ab = ab
+        k = primary_k(result.ks)
+        entry.update(
+            users=len(result.users),
+            artifacts=str(eval_dir),
+            **{f"{row['model']}.ndcg@{k}": round(row.get(f"ndcg@{k}", float("nan")), 5) for row in result.summary.to_dicts()},
+        )
+    console.print(f"evaluation written to {eval_dir}")
+    return result
+
+
+def load_models(cfg: RunConfig, run: RunDir, split: Split, names: Sequence[str]) -> dict[str, Recommender]:
+    """Load ``RUN_DIR/models/<name>/`` for each name; train the missing ones through the recommend
+    stage's ``train_models`` when that is available."""
+    from personarec.recommend import base
+
+    models_dir = run.path / "models"
+    if not names:
+        names = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+        if not names:
+            raise DataError(f"no trained models in {models_dir}; train some (`personarec train`) or pass --arms")
+    missing = [n for n in names if not (models_dir / n).is_dir()]
+    trained: dict[str, Recommender] = {}
+    if missing:
+        try:
+            from personarec.recommend.commands import train_models
+        except ImportError:
+            raise DataError(
+                f"no trained model for {missing} in {models_dir}, and this install cannot train them; "
+                "run `personarec train` first"
+            ) from None
+        console.print(f"[yellow]training missing models: {', '.join(missing)}[/]")
+        trained = _as_mapping(train_models(cfg, run, split, list(missing)))
+    loader = getattr(base, "load_recommender", None)
+    out: dict[str, Recommender] = {}
+    for name in names:
+        if name in trained:
+            out[name] = trained[name]
+        elif loader is not None:
+            out[name] = loader(models_dir / name)
+        else:
+            out[name] = base.RECOMMENDERS[name].load(models_dir / name)  # type: ignore[attr-defined]
+    return out
+
+
+def evaluate_cmd(
+    arms: Annotated[str | None, typer.Option("--arms", help="Comma-separated models to compare, e.g. sasrec,itemknn,popular (default: every model in RUN_DIR/models). Missing ones are trained first. The first is the A/B control.")] = None,
+    control: Annotated[str | None, typer.Option("--control", help="A/B control arm (default: the first of --arms).")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Held-out events to predict: test (default) or valid.")] = None,
+    ab: Annotated[bool | None, typer.Option("--ab/--no-ab", help="Also run the replayed A/B (random user arms, one model each) and the paired comparison.")] = None,
+    ks: Annotated[str | None, typer.Option("--ks", help="Comma-separated list cut-offs (default 5,10,20).")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write RUN_DIR/report.html afterwards.")] = False,
+    config: ConfigOption = None,
+    run_dir: RunDirOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Full-ranking evaluation of trained recommenders (accuracy and beyond-accuracy metrics, bootstrap
+    CIs, optional replayed A/B); prints the tables with the protocol card and writes RUN_DIR/eval/."""
+    from personarec.data.splits import load_split
+
+    k_list = [int(k) for k in _csv(ks)] if ks else None
+    cfg = resolve_config(
+        config, set_, run_dir=run_dir, evaluate__stage=stage, evaluate__arms=_csv(arms),
+        evaluate__ks=k_list, evaluate__ab__enabled=ab, evaluate__ab__control=control,
+    )  # fmt: skip
+    ecfg: EvaluateConfig = cfg.section("evaluate", EvaluateConfig)  # type: ignore[assignment]
+    run = RunDir(cfg.run_dir)
+    split = load_split(run.path / "split")
+    items = ItemSpace.load(run.path / "items") if (run.path / "items" / "items.parquet").exists() else None
+    if items is None:
+        console.print("[yellow]no item space in RUN_DIR/items: diversity, serendipity, exploration and per-cluster coverage are skipped[/]")
+    models = load_models(cfg, run, split, ecfg.arms)
+    run_evaluation(cfg, run, split, models, items=items)
+    if report:
+        report_cmd(run.path)
+
+
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory (holds eval/, split/, personas/ ...).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Write one self-contained HTML report (plots embedded) with the protocol card, metric tables,
+    CIs per model and A/B arm, accuracy vs novelty and per-cluster coverage."""
+    from personarec.evaluate.report import write_report
+
+    with console.status("rendering report"):
+        path = write_report(run_dir, output)
+    console.print(f"report written to {path}")
+
+
+TOP_LEVEL: dict[str, Any] = {"evaluate": evaluate_cmd, "report": report_cmd}
