@@ -7,6 +7,7 @@ and fallbacks live above it, so every backend gets them for free (vLLM's engine/
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +31,17 @@ class Generation:
     model: str
 
 
+@dataclass
+class GenerationRequest:
+    """The arguments of one :meth:`LLMBackend.generate` call, for batches."""
+
+    messages: list[dict[str, str]]
+    json_schema: dict[str, Any] | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int | None = None
+
+
 class LLMError(RuntimeError):
     """A backend call failed (timeout, HTTP error, refusal); callers retry then fall back."""
 
@@ -37,6 +49,9 @@ class LLMError(RuntimeError):
 class LLMBackend(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[BackendConfig]] = BackendConfig
+    #: True when ``generate`` may be called from several threads at once (the backend serialises
+    #: or parallelises internally); callers wrap backends without it in a lock.
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -66,6 +81,22 @@ class LLMBackend(ABC):
     ) -> Generation:
         """Complete a chat. With ``json_schema`` the output must conform to it (constrained
         decoding where the runtime supports it). Raises :class:`LLMError` on failure."""
+
+    def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation | LLMError]:
+        """Run a batch; each slot holds its :class:`Generation` or the :class:`LLMError` it raised,
+        so one failure never loses the batch. Remote backends overlap calls up to their
+        concurrency limit; local ones run them in turn."""
+        out: list[Generation | LLMError] = []
+        for r in requests:
+            try:
+                out.append(
+                    self.generate(
+                        r.messages, json_schema=r.json_schema, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed
+                    )
+                )
+            except LLMError as exc:
+                out.append(exc)
+        return out
 
     def count_tokens(self, text: str) -> int:
         """Token count with this backend's tokenizer (approximation allowed for remote ones)."""
