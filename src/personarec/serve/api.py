@@ -258,7 +258,7 @@ def create_app(state: ApiState) -> FastAPI:
         prof = apply_edits(persona, store.get_edits(user_id), cfg.ranking.added_topic_weight)
         scores = assets.model.score_sequence(history.items) if len(history.items) else _popular(assets)
         share = cfg.ranking.explore_default if explore is None else explore
-        ranked = rank(np.asarray(scores), history.items, assets.space, prof, k, share, cfg.ranking)
+        ranked = rank(np.asarray(scores), history.items, assets.space, prof, k, share, cfg.ranking, assets.model_name)
         titles = assets.titles
         return Recommendations(
             user_id=user_id,

@@ -15,7 +15,7 @@ class RankingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     interest_boost: float = Field(
-        0.5, ge=0.0, description="added to the standardised model score x interest weight of the item's cluster"
+        0.1, ge=0.0, description="added to the model's percentile rank (0..1) x interest weight of the item's cluster"
     )
     added_topic_weight: float = Field(0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added")
     explore_default: float = Field(0.2, ge=0.0, le=1.0, description="share of the list given to explore topics")

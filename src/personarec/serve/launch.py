@@ -22,12 +22,14 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, run_dir: str | Path, *, port: int | None = None, args: list[str] | None = None,
-                 sets: list[str] | None = None, log_path: str | Path | None = None) -> None:  # fmt: skip
+                 sets: list[str] | None = None, log_path: str | Path | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.args = list(args or [])
         self.sets = list(sets or [])
         self.log_path = Path(log_path) if log_path else self.run_dir / f"serve-{self.port}.log"
+        self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -39,7 +41,7 @@ class ServerProcess:
                *self.args]  # fmt: skip
         for s in self.sets:
             cmd += ["--set", s]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **self.env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout_s

@@ -1,7 +1,9 @@
 """Turn the model's scores for a live sequence + the (user-edited) persona into a short list.
 
-Exploit: the model's scores, standardised, plus ``interest_boost`` x the weight of the item's
-cluster among the persona's interests (strongest interest = full boost). Explore: a quota of the
+Exploit: the model's scores as percentile ranks (1 = the model's best item; ranks, not raw
+scores, so the persona's pull is the same for every model and score scale) plus
+``interest_boost`` x the weight of the item's cluster among the persona's interests (strongest
+interest = full boost). Explore: a quota of the
 list (``explore`` share) is filled with the model's best items from the persona's explore topics,
 round-robin over topics and spread through the list. Blocked topics are never shown; removed
 interests get no boost; added topics count as interests. Every item gets a one-line reason.
@@ -77,14 +79,15 @@ def rank(
     k: int,
     explore: float,
     config: RankingConfig,
+    model_name: str | None = None,
 ) -> list[Ranked]:
     """Top-``k`` items for one user (see the module docstring)."""
     s = np.array(scores, dtype=np.float32, copy=True)
     n = len(s)
-    ok = np.isfinite(s)
-    mu, sd = (float(s[ok].mean()), float(s[ok].std())) if ok.any() else (0.0, 1.0)
-    z = (s - mu) / (sd if sd > 1e-12 else 1.0)
-    z[~ok] = -np.inf
+    s[~np.isfinite(s)] = -np.inf
+    z = np.empty(n, dtype=np.float32)
+    z[np.argsort(-s, kind="stable")] = 1.0 - np.arange(n, dtype=np.float32) / max(n, 1)
+    z[~np.isfinite(s)] = -np.inf
     if config.exclude_seen and len(seen):
         z[seen[(seen >= 0) & (seen < n)]] = -np.inf
     by_name = space.cluster_by_name()
@@ -140,7 +143,7 @@ def rank(
                 elif name in prof.interests:
                     kind, reason = "interest", f"Because you like {name}."
                 else:
-                    kind, reason = "model", "Fits your recent activity."
+                    kind, reason = "model", f"Ranked highly by the {model_name or 'recommendation'} model for your history."
                 exploit.append(Ranked(int(i), float(cand[i]), kind, name, reason))
     # spread explore items evenly through the list
     out = list(exploit)

@@ -9,6 +9,7 @@ for the next start.
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,12 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         uvicorn.Config(app, host=serve.host, port=serve.port, log_level="warning", access_log=False, lifespan="off")
     )
     log.info("serving %s on http://%s:%d (store %s, %d workers)", run_dir, serve.host, serve.port, url, serve.workers)
+    # uvicorn handles SIGINT/SIGTERM itself and re-raises the signal once it has shut down; with
+    # these handlers in place that re-raise is a no-op, so the workers are drained below instead
+    # of the process dying with them mid-job.
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
     try:
         server.run()
     finally:

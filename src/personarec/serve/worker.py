@@ -4,7 +4,7 @@ Each worker is a separate process (``multiprocessing`` with *spawn*: no state in
 the API process, one LLM context each) at lower CPU priority (``nice``) than the API, so the
 request path stays fast while personas are being written. A job's lease is renewed by a
 heartbeat thread while the LLM works; if the process dies, the lease expires and another worker
-claims the job again. Shutdown (SIGTERM or the stop event) lets the current job finish.
+claims the job again. Shutdown (SIGTERM) lets the current job finish.
 
 LLM failure policy: the engine retries, then falls back. A user who already has a persona keeps
 it (the job is retried later with backoff, and dropped after ``max_attempts``); a user with no
@@ -138,9 +138,11 @@ class RefreshWorker:
                 self.stop.wait(poll)
 
 
-def worker_main(spec: WorkerSpec, stop: Any = None) -> None:
-    """Entry point of a worker process."""
+def worker_main(spec: WorkerSpec) -> None:
+    """Entry point of a worker process; SIGTERM = finish the current job, then exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
     serve = ServeConfig.model_validate(spec.serve)
     personas = PersonasConfig.model_validate(spec.personas)
     if serve.worker_nice:
@@ -160,8 +162,8 @@ def worker_main(spec: WorkerSpec, stop: Any = None) -> None:
     store = open_store(spec.store_url)
     worker = RefreshWorker(store, assets, writer, serve, owner=f"{spec.worker_id}:{os.getpid()}")
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
-    if stop is not None:  # the parent's multiprocessing.Event
-        threading.Thread(target=lambda: (stop.wait(), worker.stop.set()), daemon=True).start()
+    if stopping:  # SIGTERM arrived while loading
+        worker.stop.set()
     log.info("ready (writer=%s, store=%s)", serve.writer, spec.store_url)
     try:
         worker.run()
@@ -172,19 +174,21 @@ def worker_main(spec: WorkerSpec, stop: Any = None) -> None:
 
 
 class WorkerPool:
-    """N worker processes, respawned if one dies (e.g. killed), drained on shutdown."""
+    """N worker processes, respawned if one dies (e.g. killed), drained on shutdown.
+
+    Shutdown is signalled with SIGTERM, not a shared ``multiprocessing.Event``: an Event's
+    ``set()`` can block forever once a process that waited on it has been SIGKILLed."""
 
     def __init__(self, make_spec, n: int, grace_s: float = 60.0) -> None:
         self.make_spec, self.n, self.grace_s = make_spec, n, grace_s
         self.ctx = mp.get_context("spawn")
-        self.stop = self.ctx.Event()
         self.procs: list[mp.process.BaseProcess] = []
         self._closing = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.respawns = 0
 
     def _spawn(self, i: int) -> mp.process.BaseProcess:
-        p = self.ctx.Process(target=worker_main, args=(self.make_spec(f"w{i}"), self.stop), name=f"personarec-worker-{i}")
+        p = self.ctx.Process(target=worker_main, args=(self.make_spec(f"w{i}"),), name=f"personarec-worker-{i}")
         p.start()
         return p
 
@@ -210,7 +214,9 @@ class WorkerPool:
         self._closing.set()
         if self._supervisor is not None:
             self._supervisor.join(5)
-        self.stop.set()
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker finishes its job and exits
         deadline = time.monotonic() + self.grace_s
         for p in self.procs:
             p.join(max(0.0, deadline - time.monotonic()))
