@@ -167,6 +167,23 @@ def _slow_read(
     return raw, typed, {line - 1 - header_lines for line in ragged_lines}
 
 
+def _describe(
+    ragged: bool, raw: pl.DataFrame | None, typed: pl.DataFrame, row: int, columns: dict[str, DType], required: list[str]
+) -> str:
+    """One line saying what is wrong with ``row`` and what was expected."""
+    tail = "; use --skip-bad-rows to skip such rows"
+    if ragged:
+        return f"wrong number of fields: more than {len(columns)}{tail}"
+    values = (raw if raw is not None else typed).row(row, named=True)
+    shown = ", ".join(f"{c}={'' if v is None else v}" for c, v in values.items())
+    empty = [c for c in required if typed[c][row] is None and (raw is None or not (raw[c][row] or "").strip())]
+    if empty:
+        return f"empty or missing field(s) {empty} (row: {shown}){tail}"
+    unparsed = [c for c in columns if typed[c][row] is None and raw is not None and (raw[c][row] or "").strip()]
+    what = ", ".join(f"{c} {raw[c][row]!r} is not {columns[c]}" for c in unparsed) if raw is not None else "bad value"
+    return f"{what} (row: {shown}){tail}"
+
+
 def read_delimited(
     path: str | Path,
     columns: dict[str, DType],
@@ -228,15 +245,7 @@ def read_delimited(
     bad_all = sorted(set(bad_rows) | ragged)
     if bad_all and not skip_bad_rows:
         row = bad_all[0]
-        shown = (raw if raw is not None else typed).row(row, named=True)
-        empty = [c for c in required if typed[c][row] is None and (raw is None or not raw[c][row])]
-        why = f"empty or missing field(s) {empty}" if empty else "value(s) that do not parse"
-        raise DataError(
-            f"malformed row {shown}: {why} (expected {{{', '.join(f'{c}: {t}' for c, t in columns.items())}}}; "
-            "use --skip-bad-rows to skip such rows)",
-            path=str(path),
-            line=row + 1 + header_lines,
-        )
+        raise DataError(_describe(row in ragged, raw, typed, row, columns, required), path=str(path), line=row + 1 + header_lines)
     if bad_all and report is not None:
         report.add(path, [r + 1 + header_lines for r in bad_all])
     if with_line:

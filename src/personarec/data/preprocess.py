@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
@@ -39,30 +40,88 @@ def sort_events(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(["user_id", "timestamp", "seq"])
 
 
+def encode_ids(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """Replace the string ids by dense ``UInt32`` codes in lexical id order.
+
+    Returns the coded frame (``timestamp``/``rating``/``seq`` share the input's buffers) and the
+    two vocabularies (code -> external id). 25M string ids become 200 MB of integers, and every
+    later sort, dedup and k-core pass runs on integers.
+    """
+    user_vocab = frame["user_id"].unique().sort()
+    item_vocab = frame["item_id"].unique().sort()
+    coded = frame.select(
+        user_vocab.search_sorted(frame["user_id"]).cast(pl.UInt32).alias("user_id"),
+        item_vocab.search_sorted(frame["item_id"]).cast(pl.UInt32).alias("item_id"),
+        "timestamp",
+        "rating",
+        "seq",
+    )
+    return coded, user_vocab, item_vocab
+
+
+def decode_ids(frame: pl.DataFrame, user_vocab: pl.Series, item_vocab: pl.Series) -> pl.DataFrame:
+    return frame.with_columns(
+        user_vocab.gather(frame["user_id"]).alias("user_id"),
+        item_vocab.gather(frame["item_id"]).alias("item_id"),
+    )
+
+
+def _pair_key(frame: pl.DataFrame) -> pl.Expr:
+    if frame.schema["user_id"].is_integer() and frame.schema["item_id"].is_integer():
+        return pl.col("user_id").cast(pl.UInt64) * (1 << 32) + pl.col("item_id").cast(pl.UInt64)
+    return pl.struct("user_id", "item_id")
+
+
 def dedup(frame: pl.DataFrame, keep: Literal["first", "last", "none"]) -> pl.DataFrame:
+    """Keep the chronologically first or last of repeated (user, item) events; sorted output."""
+    frame = sort_events(frame)
     if keep == "none":
         return frame
-    return sort_events(frame).unique(subset=["user_id", "item_id"], keep=keep, maintain_order=True)
+    key = _pair_key(frame)
+    return frame.filter(key.is_last_distinct() if keep == "last" else key.is_first_distinct())
 
 
 def k_core(frame: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
-    """Iterate user/item count filters until both hold (a fixed point)."""
+    """Iterate user/item count filters until both hold (a fixed point).
+
+    With integer-coded ids the counting runs on numpy ``bincount`` over a boolean mask and the
+    frame is filtered once at the end, so no pass copies the table.
+    """
+    if not (frame.schema["user_id"].is_integer() and frame.schema["item_id"].is_integer()):
+        while True:
+            before = frame.height
+            if min_item > 0:
+                frame = frame.filter(pl.len().over("item_id") >= min_item)
+            if min_user > 0:
+                frame = frame.filter(pl.len().over("user_id") >= min_user)
+            if frame.height == before or frame.height == 0:
+                return frame
+    users = frame["user_id"].to_numpy()
+    items = frame["item_id"].to_numpy()
+    keep = np.ones(frame.height, dtype=bool)
     while True:
-        before = frame.height
+        before = int(keep.sum())
         if min_item > 0:
-            frame = frame.filter(pl.len().over("item_id") >= min_item)
+            counts = np.bincount(items[keep], minlength=int(items.max()) + 1 if len(items) else 0)
+            keep &= counts[items] >= min_item
         if min_user > 0:
-            frame = frame.filter(pl.len().over("user_id") >= min_user)
-        if frame.height == before or frame.height == 0:
-            return frame
+            counts = np.bincount(users[keep], minlength=int(users.max()) + 1 if len(users) else 0)
+            keep &= counts[users] >= min_user
+        after = int(keep.sum())
+        if after == before or after == 0:
+            break
+    return frame if after == frame.height else frame.filter(pl.Series(keep))
 
 
-def preprocess(interactions: Interactions, config: PreprocessConfig) -> tuple[Interactions, list[str]]:
-    """Apply the configured filters in a fixed order; returns the data and the card lines."""
-    frame = _check(interactions.frame, "input")
+def preprocess_frame(frame: pl.DataFrame, config: PreprocessConfig) -> tuple[pl.DataFrame, list[str]]:
+    """The filters on an interactions-shaped frame (string or integer-coded ids), in a fixed order.
+
+    Returns the frame sorted by (user, timestamp, seq) and the protocol-card lines.
+    """
+    frame = _check(frame, "input")
     steps: list[str] = []
+    frame = _check(dedup(frame, config.dedup), f"dedup(keep={config.dedup})")
     if config.dedup != "none":
-        frame = _check(dedup(frame, config.dedup), f"dedup(keep={config.dedup})")
         steps.append(f"dedup repeated (user, item) events, keep {config.dedup}")
     if config.min_rating is not None:
         frame = _check(frame.filter(pl.col("rating") >= config.min_rating), f"min_rating={config.min_rating}")
@@ -71,4 +130,11 @@ def preprocess(interactions: Interactions, config: PreprocessConfig) -> tuple[In
         name = f"k-core(user>={config.min_user_interactions}, item>={config.min_item_interactions})"
         frame = _check(k_core(frame, config.min_user_interactions, config.min_item_interactions), name)
         steps.append(name)
-    return Interactions(sort_events(frame)), steps
+    return frame, steps
+
+
+def preprocess(interactions: Interactions, config: PreprocessConfig) -> tuple[Interactions, list[str]]:
+    """Apply the configured filters in a fixed order; returns the data and the card lines."""
+    coded, user_vocab, item_vocab = encode_ids(_check(interactions.frame, "input"))
+    frame, steps = preprocess_frame(coded, config)
+    return Interactions(decode_ids(frame, user_vocab, item_vocab)), steps

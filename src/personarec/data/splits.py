@@ -20,7 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from personarec.data.preprocess import PreprocessConfig, preprocess, sort_events
+from personarec.data.preprocess import PreprocessConfig, encode_ids, preprocess_frame
 from personarec.data.protocol import ProtocolCard
 from personarec.data.records import Catalogue, Dataset
 from personarec.errors import EmptyDatasetError
@@ -122,35 +122,38 @@ class Split:
         return {it: i for i, it in enumerate(self.item_ids.tolist())}
 
 
-def _encode(frame: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> pl.DataFrame:
-    users = pl.DataFrame({"user_id": user_ids, "user_idx": np.arange(len(user_ids), dtype=np.int32)})
-    items = pl.DataFrame({"item_id": item_ids, "item_idx": np.arange(len(item_ids), dtype=np.int32)})
-    return (
-        frame.join(users, on="user_id", how="inner")
-        .join(items, on="item_id", how="inner")
-        .sort(["user_idx", "timestamp", "seq"])
-        .select("user_idx", "item_idx", "timestamp", "rating")
-    )
+def _runs(user_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For events sorted by user: (position from the end: 1 = last, the user's event count)."""
+    n = len(user_codes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], user_codes[1:] != user_codes[:-1])))
+    ends = np.append(starts[1:], n)
+    run_len = ends - starts
+    return np.repeat(ends, run_len) - np.arange(n), np.repeat(run_len, run_len)
 
 
 def _leave_one_out(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    frame = frame.filter(pl.len().over("user_id") >= 3)
-    if frame.height == 0:
+    """``frame`` sorted by (user, time, seq); per user: last -> test, second-to-last -> valid."""
+    rank, lengths = _runs(frame["user_id"].to_numpy())
+    enough = lengths >= 3
+    if not enough.any():
         raise EmptyDatasetError("leave-one-out needs users with >= 3 events; none are left")
-    pos_from_end = pl.int_range(pl.len(), 0, -1).over("user_id")  # last event -> 1
-    frame = frame.with_columns(pos_from_end.alias("_rank"))
+    tagged = frame.with_columns(pl.Series("_rank", rank)).filter(pl.Series(enough))
+    del rank, lengths, enough
     return (
-        frame.filter(pl.col("_rank") > 2).drop("_rank"),
-        frame.filter(pl.col("_rank") == 2).drop("_rank"),
-        frame.filter(pl.col("_rank") == 1).drop("_rank"),
+        tagged.filter(pl.col("_rank") > 2).drop("_rank"),
+        tagged.filter(pl.col("_rank") == 2).drop("_rank"),
+        tagged.filter(pl.col("_rank") == 1).drop("_rank"),
     )
 
 
 def _temporal(frame: pl.DataFrame, valid_fraction: float, test_fraction: float):
-    ordered = frame.sort(["timestamp", "seq"])
-    n = ordered.height
-    t_valid = ordered["timestamp"][int(n * (1 - valid_fraction - test_fraction))]
-    t_test = ordered["timestamp"][int(n * (1 - test_fraction))]
+    ts = np.sort(frame["timestamp"].to_numpy())
+    n = len(ts)
+    t_valid = int(ts[int(n * (1 - valid_fraction - test_fraction))])
+    t_test = int(ts[int(n * (1 - test_fraction))])
+    del ts
     train = frame.filter(pl.col("timestamp") < t_valid)
     if train.height == 0:
         raise EmptyDatasetError("temporal split left no training events")
@@ -159,7 +162,30 @@ def _temporal(frame: pl.DataFrame, valid_fraction: float, test_fraction: float):
     known = pl.col("user_id").is_in(seen_users.implode()) & pl.col("item_id").is_in(seen_items.implode())
     valid = frame.filter((pl.col("timestamp") >= t_valid) & (pl.col("timestamp") < t_test)).filter(known)
     test = frame.filter(pl.col("timestamp") >= t_test).filter(known)
-    return train, valid, test, (int(t_valid), int(t_test))
+    return train, valid, test, (t_valid, t_test)
+
+
+def _present(vocab_size: int, *columns: pl.Series) -> np.ndarray:
+    """Sorted distinct codes appearing in ``columns`` (O(n) with bincount; codes are dense)."""
+    seen = np.zeros(vocab_size, dtype=bool)
+    for col in columns:
+        seen[col.to_numpy()] = True
+    return np.flatnonzero(seen)
+
+
+def _index(codes: np.ndarray, vocab_size: int) -> np.ndarray:
+    """code -> contiguous index (in code order, i.e. lexical id order); -1 for absent codes."""
+    lookup = np.full(vocab_size, -1, dtype=np.int32)
+    lookup[codes] = np.arange(len(codes), dtype=np.int32)
+    return lookup
+
+
+def _encode(frame: pl.DataFrame, user_lookup: np.ndarray, item_lookup: np.ndarray) -> pl.DataFrame:
+    """Coded events -> (user_idx, item_idx, timestamp, rating), keeping the (user, time, seq) order."""
+    u = user_lookup[frame["user_id"].to_numpy()]
+    i = item_lookup[frame["item_id"].to_numpy()]
+    out = pl.DataFrame({"user_idx": u, "item_idx": i}).with_columns(frame["timestamp"], frame["rating"])
+    return out.filter((pl.col("user_idx") >= 0) & (pl.col("item_idx") >= 0))
 
 
 def make_split(
@@ -167,11 +193,16 @@ def make_split(
     preprocess_config: PreprocessConfig | None = None,
     split_config: SplitConfig | None = None,
 ) -> Split:
-    """Preprocess ``dataset`` and cut it; the result carries its protocol card."""
+    """Preprocess ``dataset`` and cut it; the result carries its protocol card.
+
+    Runs on integer-coded ids (:func:`~personarec.data.preprocess.encode_ids`) so that an
+    ML-25M-sized input stays within a few GB; external ids come back through the vocabularies.
+    """
     preprocess_config = preprocess_config or PreprocessConfig()
     split_config = split_config or SplitConfig()
-    interactions, steps = preprocess(dataset.interactions, preprocess_config)
-    frame = sort_events(interactions.frame)
+    coded, user_vocab, item_vocab = encode_ids(dataset.interactions.frame)
+    frame, steps = preprocess_frame(coded, preprocess_config)  # sorted by (user, time, seq)
+    del coded
     if split_config.kind == "leave-one-out":
         train, valid, test = _leave_one_out(frame)
         split_desc = "leave-one-out (last event test, second-to-last validation, per user)"
@@ -185,13 +216,19 @@ def make_split(
             f"global temporal (valid from t={t_valid}, test from t={t_test}; "
             "events of users/items unseen in train dropped from valid/test)"
         )
-    user_ids = np.asarray(sorted(train["user_id"].unique().to_list()), dtype=object)
-    item_ids = np.asarray(sorted(train["item_id"].unique().to_list()), dtype=object)
+    del frame
+    user_codes = _present(len(user_vocab), train["user_id"])
+    item_parts = [train["item_id"]]
     if split_config.kind == "leave-one-out":
         # Items that only appear as targets still belong to the candidate set.
-        all_items = set(item_ids.tolist()) | set(valid["item_id"].to_list()) | set(test["item_id"].to_list())
-        item_ids = np.asarray(sorted(all_items), dtype=object)
-    enc_train, enc_valid, enc_test = (_encode(f, user_ids, item_ids) for f in (train, valid, test))
+        item_parts += [valid["item_id"], test["item_id"]]
+    item_codes = _present(len(item_vocab), *item_parts)
+    user_lookup = _index(user_codes, len(user_vocab))
+    item_lookup = _index(item_codes, len(item_vocab))
+    enc_train, enc_valid, enc_test = (_encode(f, user_lookup, item_lookup) for f in (train, valid, test))
+    del train, valid, test
+    user_ids = np.asarray(user_vocab.gather(user_codes).to_list(), dtype=object)
+    item_ids = np.asarray(item_vocab.gather(item_codes).to_list(), dtype=object)
     card = ProtocolCard(
         dataset=dataset.name,
         checksums=dataset.checksums,
