@@ -120,12 +120,13 @@ class LLMWriter(PersonaWriter):
 
     def __init__(self, assets: ServingAssets, personas: PersonasConfig, serve: ServeConfig) -> None:
         super().__init__(assets, personas, serve)
-        from personarec.personas.backends.base import build_backend
+        import personarec.personas.backends.zoo  # noqa: F401  (registers the backends)
+        from personarec.personas.backends.base import BACKENDS, build_backend
         from personarec.personas.generate import PersonaEngine
 
         name = serve.backend or personas.backend
         config = dict(serve.backend_config if serve.backend_config is not None else personas.backend_config)
-        if name == "embedded":
+        if name in BACKENDS and "n_threads" in BACKENDS[name].config_class.model_fields:
             config.setdefault("n_threads", serve.llm_threads)
         self.backend = build_backend(name, config)
         self.engine = PersonaEngine(assets.split, assets.space, self.backend, personas.model_copy(update={"concurrency": 1}))
