@@ -91,9 +91,11 @@ def run_evaluation(
     return result
 
 
-def load_models(cfg: RunConfig, run: RunDir, split: Split, names: Sequence[str]) -> dict[str, Recommender]:
+def load_models(
+    cfg: RunConfig, run: RunDir, split: Split, names: Sequence[str], items: ItemSpace | None = None
+) -> dict[str, Recommender]:
     """Load ``RUN_DIR/models/<name>/`` for each name; train the missing ones through the recommend
-    stage's ``train_models`` when that is available."""
+    stage's ``train_models`` (given ``items`` as context) when that is available."""
     from personarec.recommend import base
 
     models_dir = run.path / "models"
@@ -101,7 +103,7 @@ def load_models(cfg: RunConfig, run: RunDir, split: Split, names: Sequence[str])
         names = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
         if not names:
             raise DataError(f"no trained models in {models_dir}; train some (`personarec train`) or pass --arms")
-    missing = [n for n in names if not (models_dir / n).is_dir()]
+    missing = [n for n in names if not (models_dir / n / "config.json").exists()]
     trained: dict[str, Recommender] = {}
     if missing:
         try:
@@ -112,7 +114,8 @@ def load_models(cfg: RunConfig, run: RunDir, split: Split, names: Sequence[str])
                 "run `personarec train` first"
             ) from None
         console.print(f"[yellow]training missing models: {', '.join(missing)}[/]")
-        trained = _as_mapping(train_models(cfg, run, split, list(missing)))
+        context = {"items": items} if items is not None else {}
+        trained = _as_mapping(train_models(cfg, run, split, list(missing), **context))
     loader = getattr(base, "load_recommender", None)
     out: dict[str, Recommender] = {}
     for name in names:
@@ -151,7 +154,7 @@ def evaluate_cmd(
     items = ItemSpace.load(run.path / "items") if (run.path / "items" / "items.parquet").exists() else None
     if items is None:
         console.print("[yellow]no item space in RUN_DIR/items: diversity, serendipity, exploration and per-cluster coverage are skipped[/]")
-    models = load_models(cfg, run, split, ecfg.arms)
+    models = load_models(cfg, run, split, ecfg.arms, items)
     run_evaluation(cfg, run, split, models, items=items)
     if report:
         report_cmd(run.path)
