@@ -1,0 +1,114 @@
+"""SASRec: learns a sequential rule popularity cannot, scores one live sequence like a batch,
+survives save/load, and exposes the hooks the distillation stage builds on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from personarec.recommend.base import build_recommender, load_recommender
+from personarec.recommend.sasrec import SASRec
+from tests.recommend.conftest import cyclic_split
+
+TINY = dict(max_len=16, hidden=32, n_blocks=1, n_heads=1, dropout=0.0, lr=5e-3, batch_size=16,
+            max_epochs=40, patience=5, seed=0, show_progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cyclic():
+    split = cyclic_split()
+    model = build_recommender("sasrec", TINY).fit(split)
+    return split, model
+
+
+def hit_rate_at_1(model, split) -> float:
+    users = split.eval_users("test")
+    items, _ = model.recommend(users, split.history("test"), k=1, exclude_seen=True)
+    targets = split.targets("test")
+    return float(np.mean(items[:, 0] == targets.items[targets.indptr[users]]))
+
+
+def test_sasrec_learns_the_cycle_popularity_cannot(cyclic):
+    split, model = cyclic
+    popular = build_recommender("popular").fit(split)
+    assert hit_rate_at_1(model, split) >= 0.9
+    assert hit_rate_at_1(popular, split) <= 0.3  # chance among ~7 unseen items is ~0.14
+    assert model.best_epoch >= 1 and model.history_[0]["valid_ndcg"] <= model.history_[model.best_epoch - 1]["valid_ndcg"]
+
+
+def test_score_sequence_equals_batched_score(cyclic):
+    split, model = cyclic
+    history = split.history("test")
+    users = np.arange(6)
+    # histories of different lengths in one batch: padding must not change any row
+    from tests.recommend.conftest import make_split
+
+    seqs = [history[u][-(3 + u) :] for u in users]
+    probe = make_split([s.tolist() for s in seqs], [[0]] * 6, [[0]] * 6, n_items=split.n_items)
+    batch = model.score(users, probe.history("train"))
+    for u in users:
+        np.testing.assert_allclose(model.score_sequence(seqs[u]), batch[u], rtol=1e-4, atol=1e-4)
+
+
+def test_history_longer_than_max_len_uses_the_latest_events(cyclic):
+    split, model = cyclic
+    seq = np.arange(40) % split.n_items
+    np.testing.assert_allclose(model.score_sequence(seq), model.score_sequence(seq[-TINY["max_len"] :]), atol=1e-5)
+
+
+def test_save_load_gives_identical_scores(cyclic, tmp_path):
+    split, model = cyclic
+    model.save(tmp_path / "sasrec")
+    again = load_recommender(tmp_path / "sasrec")
+    assert isinstance(again, SASRec) and again.get_config() == model.get_config()
+    history = split.history("test")
+    users = np.arange(split.n_users)
+    np.testing.assert_array_equal(again.score(users, history), model.score(users, history))
+
+
+def test_checkpoint_holds_the_best_state(tmp_path):
+    split = cyclic_split(n_users=40)
+    path = tmp_path / "ckpt" / "best.pt"
+    model = build_recommender("sasrec", dict(TINY, max_epochs=3, checkpoint_path=str(path))).fit(split)
+    state = torch.load(path, weights_only=True)
+    for key, value in model.net.state_dict().items():
+        torch.testing.assert_close(state[key], value)
+
+
+def test_same_seed_same_model():
+    split = cyclic_split(n_users=30)
+    a = build_recommender("sasrec", dict(TINY, max_epochs=2)).fit(split)
+    b = build_recommender("sasrec", dict(TINY, max_epochs=2)).fit(split)
+    history = split.history("test")
+    np.testing.assert_array_equal(a.score(np.arange(30), history), b.score(np.arange(30), history))
+
+
+def test_encode_and_loss_hooks(cyclic):
+    split, model = cyclic
+    seqs = [np.array([1, 2, 3]), np.array([5])]
+    hidden, real = model.encode(seqs)
+    assert hidden.shape == (2, 3, TINY["hidden"]) and real.tolist() == [[True, True, True], [False, False, True]]
+    emb = model.user_embeddings(np.array([0]), split.history("test"))
+    np.testing.assert_allclose(
+        emb[0] @ model.net.item_weights().detach().numpy().T, model.score(np.array([0]), split.history("test"))[0], rtol=1e-4, atol=1e-4
+    )
+
+    class WithAux(SASRec):
+        name = "sasrec-aux-test"
+        calls = 0
+
+        def training_loss(self, inputs, targets, users):
+            WithAux.calls += 1
+            hidden = self.net(inputs)
+            return super().training_loss(inputs, targets, users) + 0.0 * hidden.pow(2).mean()
+
+    WithAux.from_config(dict(TINY, max_epochs=1)).fit(cyclic_split(n_users=20))
+    assert WithAux.calls > 0
+
+
+def test_bad_heads_is_a_config_error():
+    from personarec.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        build_recommender("sasrec", dict(TINY, hidden=30, n_heads=4)).fit(cyclic_split(n_users=10))
