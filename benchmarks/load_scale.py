@@ -74,36 +74,40 @@ def generate(directory: Path, rows: int, seed: int = 0, chunk: int = 2_000_000) 
         counts = np.maximum(counts, 1)
     # Popularity: Zipf-like over the 59,047 rated movies (ids drawn from the catalogue's ids).
     movie_ids = np.sort(rng.choice(np.arange(1, 209_172), size=n_movies, replace=False))
-    rated = movie_ids[rng.permutation(n_movies)[:59_047]]
-    weights = 1.0 / np.arange(1, len(rated) + 1) ** 1.05
+    rated = np.sort(movie_ids[rng.permutation(n_movies)[:59_047]])  # index order == movieId order
+    weights = 1.0 / (rng.permutation(len(rated)) + 1.0) ** 1.05  # popularity rank, shuffled over ids
     cdf = np.cumsum(weights / weights.sum())
     user_of_row = np.repeat(np.arange(1, n_users + 1, dtype=np.int32), counts)
     items = np.searchsorted(cdf, rng.random(rows), side="right").clip(0, len(rated) - 1).astype(np.int32)
-    for _ in range(8):  # a user rates a movie once: redraw repeats uniformly until (almost) none are left
-        order = np.lexsort((items, user_of_row))
-        items, user_of_row = items[order], user_of_row[order]
-        dup = np.flatnonzero((items[1:] == items[:-1]) & (user_of_row[1:] == user_of_row[:-1])) + 1
+    # A user rates a movie once: sort the packed (user, item) keys, redraw repeats uniformly, repeat
+    # (a handful of repeats may remain; the loader's dedup handles those like any real file's).
+    key = (user_of_row.astype(np.int64) << 17) | items  # 59,047 items < 2**17
+    del items, user_of_row
+    for _ in range(3):
+        key.sort()
+        dup = np.flatnonzero(key[1:] == key[:-1]) + 1
         if len(dup) == 0:
             break
-        items[dup] = rng.integers(0, len(rated), size=len(dup), dtype=np.int32)
-    order = np.lexsort((items, user_of_row))  # the real file is sorted by (userId, movieId)
-    items, user_of_row = rated[items[order]].astype(np.int32), user_of_row[order]
-    del order
+        key[dup] = (key[dup] >> 17 << 17) | rng.integers(0, len(rated), size=len(dup))
+    key.sort()  # the real file is sorted by (userId, movieId)
+    user_of_row = (key >> 17).astype(np.int32)
+    items = rated[key & ((1 << 17) - 1)].astype(np.int32)
+    del key
     start = rng.integers(789_652_009, 1_574_327_703, size=n_users)
     ratings_path = directory / "ratings.csv"
     levels = np.arange(1, 11, dtype=np.float32) / 2
     rating_p = np.array([1, 3, 2, 7, 5, 19, 13, 26, 9, 15], dtype=float)
-    with pacsv.CSVWriter(
-        ratings_path,
-        pa.schema([("userId", pa.int32()), ("movieId", pa.int32()), ("rating", pa.float32()), ("timestamp", pa.int64())]),
-        write_options=pacsv.WriteOptions(include_header=True, quoting_style="none"),
-    ) as writer:
+    schema = pa.schema([("userId", pa.int32()), ("movieId", pa.int32()), ("rating", pa.float32()), ("timestamp", pa.int64())])
+    with open(ratings_path, "wb") as fh:
+        fh.write(b"userId,movieId,rating,timestamp\n")  # unquoted, like the real file
+        writer = pacsv.CSVWriter(fh, schema, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
         for lo in range(0, rows, chunk):
             hi = min(rows, lo + chunk)
             users = user_of_row[lo:hi]
             ts = start[users - 1] + rng.integers(0, 86_400 * 400, size=hi - lo)
             rating = rng.choice(levels, size=hi - lo, p=rating_p / rating_p.sum())
             writer.write_table(pa.table({"userId": users, "movieId": items[lo:hi], "rating": rating, "timestamp": ts}))
+        writer.close()
     genres = np.array(["Action", "Adventure", "Comedy", "Drama", "Romance", "Thriller", "Sci-Fi", "Horror"])
     movies = pa.table({
         "movieId": movie_ids.astype(np.int32),
