@@ -9,14 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from personarec.config import RunConfig
 from personarec.data.splits import Split
-from personarec.errors import EmptyDatasetError
+from personarec.errors import DataError, EmptyDatasetError
 from personarec.items.clusters import hierarchical_kmeans
 from personarec.items.config import ItemsConfig
 from personarec.items.embed import TextEmbedder
 from personarec.items.naming import RenameHook, item_terms, name_clusters
 from personarec.items.semantic_ids import RQKMeansConfig, semantic_ids
 from personarec.items.space import ItemSpace
+from personarec.run import RunDir
 
 
 def build_item_space(
@@ -37,7 +39,7 @@ def build_item_space(
     if n == 0:
         raise EmptyDatasetError("the split has no items to embed")
     if len(split.catalogue) != n:
-        raise EmptyDatasetError(f"catalogue has {len(split.catalogue)} rows for {n} items; the split is inconsistent")
+        raise DataError(f"catalogue has {len(split.catalogue)} rows for {n} items; the split is inconsistent")
     seed = config.resolved_seed()
     timings: dict[str, float] = {}
 
@@ -107,19 +109,17 @@ def build_item_space(
     )
 
 
-def items_config(cfg: Any) -> ItemsConfig:
+def items_config(cfg: RunConfig) -> ItemsConfig:
     """The ``[items]`` section of a run config; the run's seed fills an unset items seed."""
     config = cfg.section("items", ItemsConfig)
+    assert isinstance(config, ItemsConfig)
     if config.seed is None:
         config = config.model_copy(update={"seed": cfg.seed})
     return config
 
 
-def run_items(cfg: Any, run: Any, split: Split, *, rename: RenameHook | None = None) -> ItemSpace:
-    """Pipeline stage: build the item space for ``split`` and save it to ``run.path / "items"``.
-
-    ``cfg`` is a :class:`personarec.config.RunConfig`, ``run`` a :class:`personarec.run.RunDir`.
-    """
+def run_items(cfg: RunConfig, run: RunDir, split: Split, *, rename: RenameHook | None = None) -> ItemSpace:
+    """Pipeline stage: build the item space for ``split`` and save it to ``run.path / "items"``."""
     config = items_config(cfg)
     with run.stage("items", model=config.model) as entry:
         space = build_item_space(split, config, rename=rename)
