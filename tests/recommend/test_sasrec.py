@@ -11,8 +11,8 @@ from personarec.recommend.base import build_recommender, load_recommender
 from personarec.recommend.sasrec import SASRec
 from tests.recommend.conftest import cyclic_split
 
-TINY = dict(max_len=16, hidden=32, n_blocks=1, n_heads=1, dropout=0.0, lr=5e-3, batch_size=16,
-            max_epochs=40, patience=5, seed=0, show_progress=False)  # fmt: skip
+TINY = dict(max_len=16, hidden=32, n_blocks=1, n_heads=1, dropout=0.0, lr=1e-2, batch_size=32,
+            max_epochs=25, patience=4, seed=0, num_threads=1, show_progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
