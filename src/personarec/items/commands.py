@@ -70,10 +70,11 @@ def build(
     )  # fmt: skip
     split = load_or_build_split(cfg)
     space = run_items(cfg, RunDir(cfg.run_dir, cfg), split)
-    _print_summary(space, Path(cfg.run_dir) / "items")
+    print_summary(space, Path(cfg.run_dir) / "items")
 
 
-def _print_summary(space: ItemSpace, where: Path) -> None:
+def print_summary(space: ItemSpace, where: Path) -> None:
+    """A table of what was built (counts, cache use, utilisation) and the largest clusters."""
     meta = space.meta
     emb, sid, secs = meta["embedding"], meta["semantic_ids"], meta["seconds"]
     table = Table(title=f"item space: {where}", show_header=False)

@@ -121,20 +121,21 @@ def class_tfidf_keywords(
         return [[] for _ in range(n_clusters)]
     n = len(labels)
     onehot = sp.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(n_clusters, n))
-    counts = (onehot @ x).toarray()  # [clusters, terms]: members having the term
+    counts = (onehot @ x).tocsr()  # [clusters, terms] members having the term; sparse (100k items fit)
+    counts.sort_indices()
     sizes = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    df = np.asarray(x.sum(axis=0)).ravel()
-    avg = n / max(n_clusters, 1)
-    score = counts / np.maximum(sizes, 1)[:, None] * np.log1p(avg / np.maximum(df, 1))[None, :]
-    support = np.maximum(np.minimum(2, sizes), np.ceil(min_share * sizes))[:, None]
-    score = np.where(counts >= support, score, 0.0)
+    idf = np.log1p((n / max(n_clusters, 1)) / np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1))
     alphabetical = np.argsort(np.argsort(vocab.astype(str)))
     keywords: list[list[str]] = []
     for c in range(n_clusters):
-        row = score[c]
-        candidates = np.flatnonzero(row > 0)
-        order = candidates[np.lexsort((alphabetical[candidates], -counts[c, candidates], -row[candidates]))]
-        keywords.append([str(vocab[j]) for j in order[:top]])
+        lo, hi = counts.indptr[c], counts.indptr[c + 1]
+        terms_c, counts_c = counts.indices[lo:hi], counts.data[lo:hi]
+        support = max(min(2.0, sizes[c]), np.ceil(min_share * sizes[c]))
+        keep = counts_c >= support
+        terms_c, counts_c = terms_c[keep], counts_c[keep]
+        score = counts_c / max(sizes[c], 1.0) * idf[terms_c]
+        order = np.lexsort((alphabetical[terms_c], -counts_c, -score))[:top]
+        keywords.append([str(vocab[j]) for j in terms_c[order]])
     return keywords
 
 
