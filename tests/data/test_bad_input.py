@@ -148,7 +148,7 @@ def test_read_delimited_quoted_and_typed(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PERSONAREC_SHARED_DATA="/nonexistent", COLUMNS="200")
+    env = dict(os.environ, PERSONAREC_SHARED_DATA="/nonexistent", COLUMNS="1000")
     return subprocess.run([sys.executable, "-m", "personarec.cli", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -158,9 +158,9 @@ def test_cli_prints_one_clean_line(tmp_path):
     res = _cli("data", "split", "--dataset", "ml-latest-small", "--data-dir", str(d), "--run-dir", str(tmp_path / "run"))
     assert res.returncode == 2
     assert "Traceback" not in res.stderr + res.stdout
-    flat = " ".join(res.stderr.split())  # the console may wrap long lines
-    assert flat.startswith("error: ")
-    assert f"{d / 'ratings.csv'}, line 4: timestamp 'tomorrow' is not Int64" in flat
+    last = res.stderr.strip().splitlines()[-1]  # after the progress line: exactly one error line
+    assert last.startswith("error: ")
+    assert f"{d / 'ratings.csv'}, line 4: timestamp 'tomorrow' is not Int64" in last
 
 
 def test_cli_skip_bad_rows_reports_count(tmp_path):

@@ -111,3 +111,19 @@ def test_locate_offline_error_is_clear(tmp_path, monkeypatch):
         locate("ml-1m", download=False)
     with pytest.raises(DataError, match="has no ratings.dat"):
         locate("ml-1m", tmp_path)
+
+
+def test_load_dataset_downloads_into_cache_when_missing(server, tmp_path, monkeypatch):
+    from personarec.data import registry
+
+    base, www = server
+    data = _zip(www / "ml-tiny.zip")
+    monkeypatch.setenv("PERSONAREC_SHARED_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("PERSONAREC_CACHE", str(tmp_path / "cache"))
+    registry.get_spec("ml-100k")  # make sure the built-ins are registered first
+    monkeypatch.setitem(registry.REGISTRY, "ml-tiny", _spec(f"{base}/ml-tiny.zip", md5=hashlib.md5(data).hexdigest()))
+    with pytest.raises(DataError, match="downloading is off"):
+        registry.load_dataset("ml-tiny", download=False)
+    ds = registry.load_dataset("ml-tiny")
+    assert len(ds.interactions) == 3
+    assert ds.source == str(tmp_path / "cache" / "datasets" / "ml-tiny")

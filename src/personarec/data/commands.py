@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
+from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, progress, resolve_config
 from personarec.config import RunConfig
 from personarec.errors import PersonarecError
 
@@ -32,16 +32,19 @@ def build_split(cfg: RunConfig):
 
     run = RunDir(cfg.run_dir, cfg)
     report = ReadReport()
-    with run.stage("data.split", dataset=cfg.data.dataset) as entry:
-        with console.status(f"loading {cfg.data.dataset}"):
-            dataset = load_dataset(
-                cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                skip_bad_rows=cfg.data.skip_bad_rows, report=report, options=cfg.data.tabular,
-            )
-            split = make_split(dataset, cfg.data.preprocess, cfg.data.split)
+    with run.stage("data.split", dataset=cfg.data.dataset) as entry, progress() as bar:
+        task = bar.add_task(f"load {cfg.data.dataset}", total=3)
+        dataset = load_dataset(
+            cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
+            skip_bad_rows=cfg.data.skip_bad_rows, report=report, options=cfg.data.tabular,
+        )  # fmt: skip
+        bar.update(task, advance=1, description=f"filter + split {dataset.name}")
+        split = make_split(dataset, cfg.data.preprocess, cfg.data.split)
+        bar.update(task, advance=1, description="save split")
         save_split(split, run.file("split"))
         run.record_checksums(dataset.name, dataset.checksums)
         entry.update(dataset.summary(), skipped_rows=report.total)
+        bar.update(task, advance=1, description=f"split of {dataset.name} ready")
     if report.total:
         for path, count in report.skipped.items():
             console.print(f"[yellow]skipped {count} malformed row(s)[/] in {path} (first lines: {report.examples[path]})")

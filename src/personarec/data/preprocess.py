@@ -66,8 +66,13 @@ def decode_ids(frame: pl.DataFrame, user_vocab: pl.Series, item_vocab: pl.Series
     )
 
 
+def _is_coded(frame: pl.DataFrame) -> bool:
+    """Ids are the dense UInt32 codes of :func:`encode_ids` (enables the integer fast paths)."""
+    return frame.schema["user_id"] == pl.UInt32 and frame.schema["item_id"] == pl.UInt32
+
+
 def _pair_key(frame: pl.DataFrame) -> pl.Expr:
-    if frame.schema["user_id"].is_integer() and frame.schema["item_id"].is_integer():
+    if _is_coded(frame):
         return pl.col("user_id").cast(pl.UInt64) * (1 << 32) + pl.col("item_id").cast(pl.UInt64)
     return pl.struct("user_id", "item_id")
 
@@ -84,10 +89,10 @@ def dedup(frame: pl.DataFrame, keep: Literal["first", "last", "none"]) -> pl.Dat
 def k_core(frame: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
     """Iterate user/item count filters until both hold (a fixed point).
 
-    With integer-coded ids the counting runs on numpy ``bincount`` over a boolean mask and the
+    With integer-coded ids (:func:`encode_ids`) the counting runs on numpy ``bincount`` over a boolean mask and the
     frame is filtered once at the end, so no pass copies the table.
     """
-    if not (frame.schema["user_id"].is_integer() and frame.schema["item_id"].is_integer()):
+    if not _is_coded(frame):
         while True:
             before = frame.height
             if min_item > 0:
