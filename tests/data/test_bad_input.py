@@ -172,3 +172,18 @@ def test_cli_skip_bad_rows_reports_count(tmp_path):
     flat = " ".join(res.stderr.split())
     assert "skipped 1 malformed row(s)" in flat
     assert (tmp_path / "run" / "split" / "protocol.json").exists()
+
+
+def test_empty_files(tmp_path):
+    (tmp_path / "ratings.csv").write_text("")
+    (tmp_path / "movies.csv").write_text(MOVIES)
+    with pytest.raises(DataError, match=r"ratings\.csv: file is empty"):
+        load_ml_latest_small(tmp_path)
+    (tmp_path / "ratings.csv").write_text(HEADER)
+    ds = load_ml_latest_small(tmp_path)  # a header alone loads as zero events ...
+    with pytest.raises(EmptyDatasetError, match="after filter 'input'"):  # ... and the split says so
+        make_split(ds)
+    p = tmp_path / "ratings.dat"
+    p.write_bytes(b"")
+    with pytest.raises(DataError, match="file is empty"):
+        read_ml1m_ratings(p)

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from personarec.data.parsing import ReadReport, _iter_lines, file_sha256, read_delimited, read_json_lines
+from personarec.data.parsing import ReadReport, file_sha256, iter_lines, read_delimited, read_json_lines
 from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
@@ -124,7 +124,7 @@ def read_metadata(path: str | Path, *, skip_bad_rows: bool = False, report: Read
     path = Path(path)
     rows: dict[str, list[Any]] = {k: [] for k in ("item_id", "title", "genres", "category", "brand", "description")}
     bad: list[int] = []
-    for lineno, line in _iter_lines(path):
+    for lineno, line in iter_lines(path):
         if not line.strip():
             continue
         try:

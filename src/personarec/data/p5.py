@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from personarec.data.parsing import ReadReport, _read_bytes, file_sha256
+from personarec.data.parsing import ReadReport, file_sha256, read_bytes
 from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
@@ -29,7 +29,7 @@ def read_user_sequences(
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=str(path))
-    lines = _read_bytes(path).decode("utf8", errors="replace").splitlines()
+    lines = read_bytes(path).decode("utf8", errors="replace").splitlines()
     frame = pl.DataFrame({"line": pl.Series(lines, dtype=pl.Utf8)}).with_row_index("lineno", offset=1)
     frame = frame.with_columns(pl.col("line").str.strip_chars().str.split(" ").list.filter(pl.element() != ""))
     frame = frame.filter(pl.col("line").list.len() > 0)

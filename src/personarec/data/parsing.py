@@ -60,7 +60,7 @@ def _is_text(dtype: DType) -> bool:
     return dtype in (pl.Utf8, pl.String) or isinstance(dtype, (pl.Utf8, pl.String))
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
     if path.suffix == ".gz":
         with gzip.open(path, "rb") as fh:
             return fh.read()
@@ -76,7 +76,7 @@ def _source(path: Path, separator: str, encoding: str) -> tuple[Path | bytes, st
     utf8 = encoding.lower() in ("utf8", "utf-8")
     if utf8 and len(separator) == 1 and path.suffix != ".gz":
         return path, separator
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not utf8:
         data = data.decode(encoding).encode("utf8")
     if len(separator) > 1:
@@ -85,7 +85,7 @@ def _source(path: Path, separator: str, encoding: str) -> tuple[Path | bytes, st
     return data, separator
 
 
-def _iter_lines(source: Path | bytes, encoding: str = "utf8"):
+def iter_lines(source: Path | bytes, encoding: str = "utf8"):
     """(1-based line number, text) for every line: the slow path only."""
     if isinstance(source, bytes):
         for lineno, line in enumerate(source.decode("utf8", errors="replace").splitlines(), start=1):
@@ -100,7 +100,7 @@ def _iter_lines(source: Path | bytes, encoding: str = "utf8"):
 def _scan_field_counts(source: Path | bytes, separator: str, n_fields: int, has_header: bool) -> list[int]:
     """Error path only: 1-based line numbers with more fields than expected (quote-unaware)."""
     bad = []
-    for lineno, line in _iter_lines(source):
+    for lineno, line in iter_lines(source):
         if has_header and lineno == 1:
             continue
         if line.strip() and line.count(separator) + 1 > n_fields:
@@ -209,6 +209,8 @@ def read_delimited(
     if not path.exists():
         raise DataError("file not found", path=str(path))
     source, sep = _source(path, separator, encoding)
+    if (len(source) if isinstance(source, bytes) else path.stat().st_size) == 0:
+        raise DataError("file is empty", path=str(path))
     quote = '"' if sep == "," else None
     kwargs: dict[str, Any] = dict(separator=sep, has_header=has_header, infer_schema=False, quote_char=quote)
     if isinstance(source, Path):
@@ -282,7 +284,7 @@ def iter_json_lines(
     """Yield (line number, object) for each JSON line; a bad line raises or is skipped and counted."""
     path = Path(path)
     bad: list[int] = []
-    for lineno, line in _iter_lines(path):
+    for lineno, line in iter_lines(path):
         if not line.strip():
             continue
         try:
@@ -316,7 +318,7 @@ def read_json_lines(
     if not path.exists():
         raise DataError("file not found", path=str(path))
     required = list(fields) if required is None else required
-    source: Path | bytes = path if path.suffix != ".gz" else _read_bytes(path)
+    source: Path | bytes = path if path.suffix != ".gz" else read_bytes(path)
     try:
         import io
 

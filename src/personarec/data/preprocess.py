@@ -83,7 +83,8 @@ def dedup(frame: pl.DataFrame, keep: Literal["first", "last", "none"]) -> pl.Dat
     if keep == "none":
         return frame
     key = _pair_key(frame)
-    return frame.filter(key.is_last_distinct() if keep == "last" else key.is_first_distinct())
+    mask = frame.select((key.is_last_distinct() if keep == "last" else key.is_first_distinct()).alias("m"))["m"]
+    return frame if mask.all() else frame.filter(mask)  # no copy when there is nothing to drop
 
 
 def k_core(frame: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
@@ -129,7 +130,7 @@ def preprocess_frame(frame: pl.DataFrame, config: PreprocessConfig) -> tuple[pl.
     if config.dedup != "none":
         steps.append(f"dedup repeated (user, item) events, keep {config.dedup}")
     if config.min_rating is not None:
-        frame = _check(frame.filter(pl.col("rating") >= config.min_rating), f"min_rating={config.min_rating}")
+        frame = _check(frame.filter(pl.col("rating").fill_null(float("-inf")) >= config.min_rating), f"min_rating={config.min_rating}")
         steps.append(f"implicit feedback: rating >= {config.min_rating}")
     if config.min_user_interactions or config.min_item_interactions:
         name = f"k-core(user>={config.min_user_interactions}, item>={config.min_item_interactions})"

@@ -139,7 +139,9 @@ def _leave_one_out(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.
     enough = lengths >= 3
     if not enough.any():
         raise EmptyDatasetError("leave-one-out needs users with >= 3 events; none are left")
-    tagged = frame.with_columns(pl.Series("_rank", rank)).filter(pl.Series(enough))
+    tagged = frame.with_columns(pl.Series("_rank", rank))
+    if not enough.all():
+        tagged = tagged.filter(pl.Series(enough))
     del rank, lengths, enough
     return (
         tagged.filter(pl.col("_rank") > 2).drop("_rank"),
@@ -202,6 +204,7 @@ def make_split(
     split_config = split_config or SplitConfig()
     coded, user_vocab, item_vocab = encode_ids(dataset.interactions.frame)
     frame, steps = preprocess_frame(coded, preprocess_config)  # sorted by (user, time, seq)
+    frame = frame.drop("seq")  # order is fixed from here on; later copies are 20 bytes/event
     del coded
     if split_config.kind == "leave-one-out":
         train, valid, test = _leave_one_out(frame)
