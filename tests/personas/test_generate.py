@@ -187,3 +187,31 @@ def test_engine_rejects_mismatched_space(ml100k_split, space, dead_backend):
     small = replace(space, item_ids=space.item_ids[:10])
     with pytest.raises(DataError):
         PersonaEngine(ml100k_split, small, dead_backend)
+
+
+def test_repeated_topics_are_removed_not_fatal(ctx, space):
+    from personarec.personas.teacher import dedupe_topics
+
+    first, second = ctx.stats[0].name, ctx.stats[1].name
+    data = _answer(
+        ctx,
+        interests=[
+            {"cluster": first, "weight": 0.9},
+            {"cluster": first, "weight": 0.2},
+            {"cluster": second, "weight": 0.5},
+        ],
+    )
+    clean, removed = dedupe_topics(data)
+    assert removed == 1 and [i["cluster"] for i in clean["interests"]] == [first, second]
+    assert validate_payload(clean, ctx, set(space.fine_names))["interests"][0]["weight"] == 0.9
+
+
+def test_output_schema_bounds_weights_by_enum(ml100k_split, space, ctx):
+    from personarec.personas.prompts import PromptBuilder
+    from personarec.personas.teacher import WEIGHT_LEVELS, SingleCallWriter
+
+    writer = SingleCallWriter(PromptBuilder(), PersonasConfig(), space.fine_names)
+    schema = writer._schema(PromptBuilder().persona(ctx))
+    weight = schema["properties"]["interests"]["items"]["properties"]["weight"]
+    assert weight["enum"] == WEIGHT_LEVELS and min(WEIGHT_LEVELS) > 0 and max(WEIGHT_LEVELS) == 1.0
+    assert schema["properties"]["explore"]["items"]["properties"]["cluster"]["enum"] == ctx.candidate_names

@@ -28,7 +28,7 @@ def space(ml100k_split):
 @pytest.fixture(scope="module")
 def embedded():
     try:
-        backend = build_backend("embedded", {"n_threads": 2})
+        backend = build_backend("embedded", {"n_threads": 1})
         backend.count_tokens("warm up")  # loads the model
     except Exception as exc:  # noqa: BLE001 - a missing model file is a skip, not a failure
         pytest.skip(f"embedded model unavailable: {exc}")
@@ -46,7 +46,7 @@ def test_single_call_end_to_end_and_resume(ml100k_split, space, embedded, tmp_pa
     cfg = PersonasConfig(retries=2)
     report = generate_personas(ml100k_split, space, embedded, USERS, store, cfg, show_progress=False)
     assert report.requested == 3 and report.generated + report.fallbacks == 3
-    assert report.generated >= 2, report.failures  # the constrained model does the job
+    assert report.generated >= 2, [f.errors for f in report.failures]  # the constrained model does the job
     assert report.output_tokens > 0 and report.input_tokens > 0
     for uid in report.user_ids:
         p = store.get(uid)

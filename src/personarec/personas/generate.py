@@ -63,6 +63,7 @@ class GenerationReport(BaseModel):
     outputs: int = 0  # attempts where the model produced text (not an LLM error)
     valid_outputs: int = 0
     first_try_valid: int = 0
+    duplicates_removed: int = 0  # repeated topics dropped from otherwise valid answers
     error_counts: dict[str, int] = Field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
@@ -105,6 +106,7 @@ class UserOutcome:
     outputs: int = 0
     valid_outputs: int = 0
     first_try_valid: bool = False
+    duplicates_removed: int = 0
     errors: list[str] = field(default_factory=list)
     draft: Draft | None = None
 
@@ -223,6 +225,7 @@ class PersonaEngine:
                 out.outputs += 1
                 out.valid_outputs += 1
                 out.first_try_valid = attempt == 0
+                out.duplicates_removed = int(draft.steps.get("duplicates_removed", 0))
                 out.persona, out.status = persona, "generated"
                 return out
             _merge(total, draft)
@@ -317,6 +320,7 @@ def generate_personas(
         report.outputs += out.outputs
         report.valid_outputs += out.valid_outputs
         report.first_try_valid += int(out.first_try_valid)
+        report.duplicates_removed += out.duplicates_removed
         for e in out.errors:
             errors[e.split(":", 1)[0]] += 1
         if out.persona is not None:

@@ -91,6 +91,38 @@ def parse_json_object(text: str) -> dict[str, Any]:
     return data
 
 
+#: Interest weights the grammar allows. llama.cpp's JSON-schema converter ignores ``minimum`` /
+#: ``maximum`` on numbers (SmolLM2 then writes weights like 35), an enum of levels it enforces.
+WEIGHT_LEVELS = [round(0.1 * i, 1) for i in range(1, 11)]
+
+
+def dedupe_topics(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Drop repeated clusters within ``interests`` / ``explore`` (first occurrence wins).
+
+    A grammar cannot make array items distinct and greedy decoding of a small model does repeat
+    itself; a repeat adds no information, so it is removed (and counted) rather than failing the
+    whole answer. Entries that are not objects are left for :func:`validate_payload` to reject.
+    """
+    removed = 0
+    out = dict(data)
+    for key in ("interests", "explore"):
+        items = data.get(key)
+        if not isinstance(items, list):
+            continue
+        seen: set[str] = set()
+        kept = []
+        for it in items:
+            name = it.get("cluster") if isinstance(it, dict) else None
+            if isinstance(name, str) and name in seen:
+                removed += 1
+                continue
+            if isinstance(name, str):
+                seen.add(name)
+            kept.append(it)
+        out[key] = kept
+    return out, removed
+
+
 def validate_payload(data: dict[str, Any], ctx: PersonaContext, all_names: set[str]) -> dict[str, Any]:
     """Schema + grounding: interests are history clusters, explore topics existing unseen clusters,
     every list distinct. Returns a normalised payload (weights clamped to [0, 1] are NOT silently
@@ -140,7 +172,7 @@ class PersonaWriter(ABC):
         self.all_names = set(all_names)
 
     def _schema(self, prompt: Prompt) -> dict[str, Any]:
-        return persona_json_schema(
+        schema = persona_json_schema(
             prompt.interest_names,
             prompt.explore_names,
             max_interests=self.config.max_interests,
@@ -149,6 +181,11 @@ class PersonaWriter(ABC):
             summary_max_length=self.config.summary_max_chars,
             reason_max_length=self.config.reason_max_chars,
         )
+        weight = schema["properties"]["interests"]["items"]["properties"].get("weight")
+        if isinstance(weight, dict):
+            weight.clear()
+            weight.update({"type": "number", "enum": WEIGHT_LEVELS})
+        return schema
 
     def _final(
         self,
@@ -168,7 +205,9 @@ class PersonaWriter(ABC):
         )
         draft.add(gen)
         draft.steps["final_text"] = gen.text
-        draft.payload = validate_payload(parse_json_object(gen.text), ctx, self.all_names)
+        data, removed = dedupe_topics(parse_json_object(gen.text))
+        draft.steps["duplicates_removed"] = removed
+        draft.payload = validate_payload(data, ctx, self.all_names)
         return draft
 
     @abstractmethod
