@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def llama_server(model_path: Path, timeout_s: float = 90.0):
+def llama_server(model_path: Path, threads: int = 1, timeout_s: float = 120.0):
     """``python -m llama_cpp.server`` on a free loopback port; yields its base URL."""
     import httpx
 
@@ -62,7 +62,7 @@ def llama_server(model_path: Path, timeout_s: float = 90.0):
         "--n_ctx",
         "2048",
         "--n_threads",
-        "2",
+        str(threads),
         "--model_alias",
         "smollm2",
     ]
@@ -163,18 +163,21 @@ def section(report, quality) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--users", type=int, default=60, help="users for the embedded single-call run")
+    ap.add_argument("--users", type=int, default=50, help="users for the embedded single-call run")
     ap.add_argument(
-        "--teacher-users", type=int, default=15, help="users for the multi-step teacher run (0 = skip)"
+        "--teacher-users", type=int, default=10, help="users for the multi-step teacher run (0 = skip)"
     )
     ap.add_argument(
-        "--hindsight-users", type=int, default=10, help="users for hindsight teacher labels (0 = skip)"
+        "--hindsight-users", type=int, default=6, help="users for hindsight teacher labels (0 = skip)"
     )
     ap.add_argument(
         "--server-users",
         type=int,
         default=20,
         help="users for the openai backend vs llama_cpp.server (0 = skip)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads (1 is far faster when the CPU is shared)"
     )
     ap.add_argument("--out", type=Path, default=RESULTS / "personas.json")
     args = ap.parse_args()
@@ -200,7 +203,8 @@ def main() -> None:
     transitions = TransitionStats.fit(split.history("train"), space.fine, space.n_fine)
     print(f"split + item space: {time.perf_counter() - t0:.1f}s ({space.n_fine} fine clusters)", flush=True)
     config = PersonasConfig(history_stage="valid", retries=2)
-    embedded = build_backend("embedded", {"n_threads": 2})
+    load_before = os.getloadavg()
+    embedded = build_backend("embedded", {"n_threads": args.threads})
 
     # -- tokens: every user, with the model's own tokenizer ------------------------------------
     all_users = list(range(split.n_users))
@@ -283,7 +287,7 @@ def main() -> None:
         try:
             import llama_cpp.server  # noqa: F401
 
-            with llama_server(shipped_gguf_path()) as url:
+            with llama_server(shipped_gguf_path(), args.threads) as url:
                 ocfg = config.model_copy(update={"backend": "openai", "concurrency": 2})
                 backend = build_backend("openai", {"base_url": url, "model": "smollm2", "timeout_s": 60})
                 report, quality, _ = run_backend(
@@ -317,6 +321,8 @@ def main() -> None:
         "transition_baseline_all_users": baseline_all,
         "runs": runs,
         "examples": examples,
+        "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+        "llama_threads": args.threads,
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

@@ -86,9 +86,9 @@ def test_teacher_with_hindsight(ml100k_split, space, embedded, tmp_path):
     cfg = PersonasConfig(mode="teacher", hindsight=True, retries=1)
     engine = PersonaEngine(ml100k_split, space, embedded, cfg)
     report = generate_personas(
-        ml100k_split, space, embedded, USERS[:2], store, cfg, engine=engine, show_progress=False
+        ml100k_split, space, embedded, USERS[:1], store, cfg, engine=engine, show_progress=False
     )
-    assert report.generated + report.fallbacks == 2 and report.generated >= 1, report.failures
+    assert report.generated == 1, [f.errors for f in report.failures]
     train = ml100k_split.history("train")
     for uid in report.user_ids:
         p = store.get(uid)
