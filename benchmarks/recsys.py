@@ -132,7 +132,8 @@ def run_recbole(split: Split, python: str, seed: int, epoch_cap: int, name: str)
         tmp_path = Path(tmp)
         spec = export_for_recbole(split, tmp_path / "data", name)
         spec.update(dataset=name, data_dir=str(tmp_path / "data"), checkpoint_dir=str(tmp_path / "ckpt"),
-                    n_items=split.n_items, seed=seed, max_epochs=epoch_cap, hyper=RECBOLE_MATCHED, num_threads=2)  # fmt: skip
+                    n_items=split.n_items, seed=seed, max_epochs=epoch_cap, hyper=RECBOLE_MATCHED,
+                    num_threads=RECBOLE_MATCHED.get("num_threads", 2))  # fmt: skip
         (tmp_path / "spec.json").write_text(json.dumps(spec))
         t0 = time.perf_counter()
         proc = subprocess.run([python, str(ROOT / "recsys_recbole.py"), str(tmp_path / "spec.json"), str(tmp_path / "out.json")],
@@ -149,7 +150,7 @@ def run_recbole(split: Split, python: str, seed: int, epoch_cap: int, name: str)
 
 def run_matched(split: Split, seed: int, epochs: int) -> dict[str, Any]:
     """Our SASRec at RecBole's settings for the same number of epochs: the epoch-time baseline."""
-    params = {k: v for k, v in RECBOLE_MATCHED.items() if k != "recbole_batch_size"}
+    params = {k: v for k, v in RECBOLE_MATCHED.items() if k != "recbole_batch_size"}  # num_threads included
     model = build_recommender("sasrec", dict(params, seed=seed, max_epochs=epochs, early_stopping=True,
                                              patience=epochs + 1, show_progress=False))  # fmt: skip
     t0 = time.perf_counter()
@@ -164,22 +165,21 @@ def run_matched(split: Split, seed: int, epochs: int) -> dict[str, Any]:
 
 # -- tuning (validation only) -----------------------------------------------------------------------
 TUNING_GRID = [
-    {},
-    {"dropout": 0.5},
-    {"lr": 1e-3},
-    {"batch_size": 128},
-    {"dropout": 0.3, "attn_dropout": 0.1},
+    {"lr": 5e-3},
+    {"lr": 5e-3, "dropout": 0.5},
+    {"lr": 2e-3},
 ]
 
 
 def run_tuning(split: Split, base: dict[str, Any], max_epochs: int) -> list[dict[str, Any]]:
     rows = []
     for change in TUNING_GRID:
-        params = dict(base, **change, max_epochs=max_epochs, seed=0)
+        params = dict(base, **change, max_epochs=max_epochs, patience=5, seed=0)
         model = build_recommender("sasrec", params).fit(split)
         best = max(r["valid_ndcg"] for r in model.history_)
-        rows.append({"change": change, "best_valid_ndcg@10": best, "best_epoch": model.best_epoch,
-                     "epochs_run": len(model.history_)})  # fmt: skip
+        rows.append({"change": change, "max_epochs": max_epochs, "best_valid_ndcg@10": best, "best_epoch": model.best_epoch,
+                     "epochs_run": len(model.history_), "valid_curve": [round(r["valid_ndcg"], 4) for r in model.history_],
+                     "epoch_seconds_median": float(np.median([r["train_seconds"] for r in model.history_]))})  # fmt: skip
         log(f"  tune {change}: valid ndcg@10 {best:.4f} at epoch {model.best_epoch}")
     return rows
 
@@ -194,11 +194,16 @@ def main() -> None:
     ap.add_argument("--recbole-epochs", type=int, default=2, help="epoch cap of RecBole's run")
     ap.add_argument("--recbole-datasets", default="ml-100k")
     ap.add_argument("--tune", action="store_true", help="only run the validation grid -> recsys_tuning.json")
+    ap.add_argument("--parts", default="baselines,sasrec,recbole",
+                    help="which parts to run; results of other parts already in the output JSON are kept")
+    ap.add_argument("--tune-epochs", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for our models")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
     datasets = [d for d in args.datasets.split(",") if d]
-    sasrec = dict(SASREC)
+    sasrec = dict(SASREC, num_threads=args.threads)
+    RECBOLE_MATCHED["num_threads"] = args.threads
     seeds = [int(s) for s in args.seeds.split(",")]
     seeds_other = [int(s) for s in args.seeds_other.split(",")]
     recbole_epochs = args.recbole_epochs
@@ -211,7 +216,7 @@ def main() -> None:
 
     if args.tune:
         split = make_split(load_dataset("ml-100k", download=False))
-        rows = run_tuning(split, sasrec, max_epochs=3 if args.quick else 60)
+        rows = run_tuning(split, sasrec, max_epochs=3 if args.quick else args.tune_epochs)
         path = ROOT / "results" / "recsys_tuning.json"
         path.write_text(json.dumps({"dataset": "ml-100k", "stage": "valid", "base": sasrec, "grid": rows}, indent=2))
         log(f"wrote {path}")
@@ -219,28 +224,34 @@ def main() -> None:
 
     import torch
 
+    parts = set(args.parts.split(","))
+    previous = json.loads(out_path.read_text()) if out_path.exists() and parts != {"baselines", "sasrec", "recbole"} else {}
     doc: dict[str, Any] = {
         "benchmark": "recsys", "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "torch_threads": 2,
+                    "torch": torch.__version__, "torch_threads": args.threads,
                     "note": "shared machine: other jobs ran at the same time; timings are indicative"},
         "protocol_note": "leave-one-out, full ranking over the whole catalogue, seen items excluded (ours); "
                          "metrics from personarec.evaluate.harness (accuracy family)",
         "reference": {"LlamaRec Table 1, SASRec on ML-100k": {"recall@10": 0.0993, "ndcg@10": 0.0522},
                       "goal": "CE SASRec ndcg@10 >= 0.060 on ML-100k"},
-        "datasets": {},
+        "datasets": previous.get("datasets", {}),
+        "parts_run": sorted(parts),
     }  # fmt: skip
     for name in datasets:
         t_ds = time.perf_counter()
         log(f"{name}: loading and splitting")
         split = make_split(load_dataset(name, download=False))
-        entry: dict[str, Any] = {"protocol_card": split.protocol.lines(), "protocol": split.protocol.model_dump()}
-        log(f"{name}: baselines")
-        entry["baselines"] = run_baselines(split)
+        entry: dict[str, Any] = doc["datasets"].get(name, {})
+        entry.update(protocol_card=split.protocol.lines(), protocol=split.protocol.model_dump())
+        if "baselines" in parts:
+            log(f"{name}: baselines")
+            entry["baselines"] = run_baselines(split)
         ds_seeds = seeds if name == "ml-100k" else seeds_other
-        log(f"{name}: sasrec seeds {ds_seeds}")
-        entry["sasrec"] = run_sasrec(split, sasrec, ds_seeds)
-        if name in args.recbole_datasets.split(","):
+        if "sasrec" in parts:
+            log(f"{name}: sasrec seeds {ds_seeds}")
+            entry["sasrec"] = run_sasrec(split, sasrec, ds_seeds)
+        if "recbole" in parts and name in args.recbole_datasets.split(","):
             log(f"{name}: our SASRec at RecBole's settings ({recbole_epochs} epochs)")
             entry["matched_ours"] = run_matched(split, seeds[0], recbole_epochs)
             log(f"{name}: RecBole SASRec (cap {recbole_epochs} epochs)")
@@ -248,10 +259,12 @@ def main() -> None:
             entry["recbole"] = rb
             if rb.get("epoch_seconds_median") and entry["matched_ours"]["epoch_seconds_median"]:
                 entry["epoch_time_ratio_recbole_over_ours"] = rb["epoch_seconds_median"] / entry["matched_ours"]["epoch_seconds_median"]
-        entry["wall_seconds"] = time.perf_counter() - t_ds
+        entry.setdefault("wall_seconds", {})
+        entry["wall_seconds"] = dict(entry["wall_seconds"]) if isinstance(entry["wall_seconds"], dict) else {}
+        entry["wall_seconds"][",".join(sorted(parts))] = time.perf_counter() - t_ds
         doc["datasets"][name] = entry
         out_path.write_text(json.dumps(doc, indent=2, default=float))  # partial results survive a kill
-        log(f"{name}: done in {entry['wall_seconds']:.0f}s")
+        log(f"{name}: done in {time.perf_counter() - t_ds:.0f}s")
     doc["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     out_path.write_text(json.dumps(doc, indent=2, default=float))
     _print_summary(doc)
@@ -263,8 +276,10 @@ def _print_summary(doc: dict[str, Any]) -> None:
         print(f"\n== {name} ==")
         print("\n".join(entry["protocol_card"]))
         print(f"{'model':<10}" + "".join(f"{m:>11}" for m in METRICS))
-        for model, res in entry["baselines"].items():
+        for model, res in entry.get("baselines", {}).items():
             print(f"{model:<10}" + "".join(f"{res['test'][m]:>11.4f}" for m in METRICS))
+        if "sasrec" not in entry:
+            continue
         s = entry["sasrec"]["test_mean_std"]
         print(f"{'sasrec':<10}" + "".join(f"{s[m]['mean']:>11.4f}" for m in METRICS) + f"  (mean of {s['ndcg@10']['n']} seeds)")
         print(f"sasrec epoch {entry['sasrec']['epoch_seconds_median']:.2f}s, test full ranking {entry['sasrec']['test_full_ranking_seconds_median']:.2f}s")

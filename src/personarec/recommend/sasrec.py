@@ -182,7 +182,13 @@ class SASRec(Recommender):
         per-user auxiliary terms.
         """
         assert self.net is not None
-        hidden = self.net(inputs)
+        return self.next_item_loss(self.net(inputs), targets)
+
+    def next_item_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``hidden [B, L, H]`` against ``targets [B, L]`` over the whole catalogue
+        (the SASRec+ loss). Subclasses that add a term reuse ``hidden`` instead of a second forward:
+        ``h = self.net(inputs); return self.next_item_loss(h, targets) + w * aux(h, users)``."""
+        assert self.net is not None
         keep = targets > 0
         logits = hidden[keep] @ self.net.item_weights().T
         return F.cross_entropy(logits, targets[keep] - 1)
@@ -194,6 +200,7 @@ class SASRec(Recommender):
 
     def fit(self, split: Split, **context: Any) -> Self:
         cfg = self.cfg
+        self.context_ = context  # shared artifacts (items, personas) for subclasses' losses
         seed_everything(cfg.seed)
         torch.set_num_threads(cfg.num_threads)
         net = self._build(split.n_items)
