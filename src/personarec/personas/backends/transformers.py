@@ -23,7 +23,13 @@ from pydantic import Field
 
 from personarec.errors import ConfigError
 from personarec.personas.backends.base import BackendConfig, Generation, LLMBackend, LLMError, register_backend
-from personarec.personas.backends.models import SHIPPED_MODEL_NAME, gguf_cache_key, model_cache_dir, resolve_gguf
+from personarec.personas.backends.models import (
+    SHIPPED_MODEL_NAME,
+    auto_threads,
+    gguf_cache_key,
+    model_cache_dir,
+    resolve_gguf,
+)
 
 
 class TransformersConfig(BackendConfig):
@@ -33,7 +39,7 @@ class TransformersConfig(BackendConfig):
     cache_dir: str | None = Field(None, description="where converted models go (default $PERSONAREC_CACHE/models/hf)")
     device: str = Field("cpu", description="torch device")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    n_threads: int = Field(2, ge=1, description="torch CPU threads")
+    n_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = idle cores (see models.auto_threads)")
     max_string_tokens: int = Field(64, ge=1, description="cap on tokens per free-text JSON string")
 
 
@@ -101,7 +107,7 @@ class TransformersBackend(LLMBackend):
                 import torch
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                torch.set_num_threads(self.config.n_threads)
+                torch.set_num_threads(self.config.n_threads or auto_threads())
                 cfg = self.config
                 try:
                     source = cfg.model or str(convert_gguf(resolve_gguf(cfg.gguf_path), Path(cfg.cache_dir) if cfg.cache_dir else None))
