@@ -142,6 +142,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
 
+    print("building split and item space", file=sys.stderr, flush=True)
     split = make_split(load_ml100k(shared_data_dir() / "ml-100k"))
     space = build_item_space(split, ItemsConfig(), show_progress=False)
     transitions = TransitionStats.fit(split.history("train"), space.fine, space.n_fine)
@@ -161,7 +162,14 @@ def main() -> None:
         examples = load_examples(ex_path)
         result["teacher_labels"] = json.loads((args.work / f"teacher-{args.train_users}.json").read_text())
     else:
-        examples, rep, _ = teacher_examples(split, space, backend, train_users, pc, seed=42)
+        done = []
+
+        def log(u: int, status: str) -> None:
+            done.append(u)
+            print(f"  [teacher] {len(done)}/{len(train_users)} {status} {time.perf_counter() - t_teacher:.0f}s", file=sys.stderr, flush=True)
+
+        t_teacher = time.perf_counter()
+        examples, rep, _ = teacher_examples(split, space, backend, train_users, pc, seed=42, transitions=transitions, on_user=log)
         save_examples(examples, ex_path)
         result["teacher_labels"] = {k: v for k, v in rep.__dict__.items() if k != "user_ids"}
         (args.work / f"teacher-{args.train_users}.json").write_text(json.dumps(result["teacher_labels"]))
@@ -171,7 +179,11 @@ def main() -> None:
     dc = DistillConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=1, checkpoint_every=10, max_length=1024)
     t0 = time.perf_counter()
     trainer = StudentTrainer(dc, seed=42)
-    tr = trainer.fit(examples, args.work / f"student-{args.train_users}-{args.steps}", resume=True)
+
+    def step_log(step: int, loss: float) -> None:
+        print(f"  [student] step {step}/{args.steps} loss {loss:.3f} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    tr = trainer.fit(examples, args.work / f"student-{args.train_users}-{args.steps}", resume=True, on_step=step_log)
     from personarec.distill.student import encode
     from personarec.distill.base_model import load_base
 

@@ -12,7 +12,7 @@ target keeps no explore topic is skipped (counted in the report).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from personarec.distill.dataset import DistillExample, canonical_target
 from personarec.personas.config import PersonasConfig
@@ -66,6 +66,8 @@ def teacher_examples(
     *,
     seed: int = 0,
     show_progress: bool = True,
+    transitions: Any = None,
+    on_user: Callable[[int, str], None] | None = None,
 ) -> tuple[list[DistillExample], TeacherReport, dict[str, Any]]:
     """Run the hindsight teacher on ``users`` (indices) and pair each persona with the student prompt.
 
@@ -76,7 +78,7 @@ def teacher_examples(
     from personarec.cli_common import progress
     from personarec.personas.generate import PersonaEngine
 
-    teacher = PersonaEngine(split, space, backend, teacher_config(pc), seed=seed)
+    teacher = PersonaEngine(split, space, backend, teacher_config(pc), transitions=transitions, seed=seed)
     student = PersonaEngine(split, space, backend, student_config(pc), transitions=teacher.contexts.transitions, seed=seed)
     report = TeacherReport(requested=len(users))
     examples: list[DistillExample] = []
@@ -87,6 +89,8 @@ def teacher_examples(
         for u in users:
             out = teacher.persona_for(teacher.context(u))
             bar.advance(task)
+            if on_user is not None:
+                on_user(u, out.status)
             if out.draft is not None:
                 report.teacher_calls += out.draft.calls
             if out.persona is not None:
