@@ -89,15 +89,21 @@ def test_cli_loads_saved_models_evaluates_and_reports(tmp_path, split, registere
     assert report.exit_code == 0 and "dataset     : synthetic" in (tmp_path / "r2.html").read_text()
 
 
-def test_missing_models_give_a_clear_error(tmp_path, split):
-    try:
-        import personarec.recommend.commands  # noqa: F401
-
-        pytest.skip("the recommend stage can train missing models in this install")
-    except ImportError:
-        pass
+def test_missing_models_are_trained_or_named_in_a_clear_error(tmp_path, split):
     cfg = load_config(None, {"run_dir": str(tmp_path)})
-    with pytest.raises(DataError, match="no trained model"):
-        load_models(cfg, RunDir(tmp_path), split, ["popular"])
     with pytest.raises(DataError, match="no trained models"):
         load_models(cfg, RunDir(tmp_path), split, [])
+    try:
+        import personarec.recommend.commands  # noqa: F401
+    except ImportError:
+        with pytest.raises(DataError, match="no trained model"):
+            load_models(cfg, RunDir(tmp_path), split, ["popular"])
+        return
+    models = load_models(cfg, RunDir(tmp_path), split, ["popular"])  # trained by the recommend stage
+    assert models["popular"].name == "popular" and (tmp_path / "models" / "popular" / "config.json").exists()
+    again = load_models(cfg, RunDir(tmp_path), split, [])  # now found on disk
+    assert list(again) == ["popular"]
+    users = split.eval_users("test")[:5]
+    np.testing.assert_array_equal(
+        again["popular"].recommend(users, split.history("test"), 5)[0], models["popular"].recommend(users, split.history("test"), 5)[0]
+    )

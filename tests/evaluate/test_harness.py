@@ -69,9 +69,9 @@ def test_batch_size_does_not_change_results(split, space, result):
     assert other.summary.drop("rank_s").row(0) == result.summary.drop("rank_s").row(0)
 
 
-def test_score_memory_caps_the_batch():
-    assert effective_batch_size(1024, 100_000, 256) == 671  # 256 MiB / (4 B * 1e5 items) = 671.1
-    assert effective_batch_size(1024, 1_000, 256) == 1024
+def test_rank_memory_caps_the_batch():
+    assert effective_batch_size(1024, 100_000, 256) == 167  # 256 MiB / (16 B * 1e5 items) = 167.8
+    assert effective_batch_size(1024, 10_000, 256) == 1024
     assert effective_batch_size(1024, 10**9, 1) == 1
 
 

@@ -67,7 +67,7 @@ def run_evaluation(
         result = evaluate_models(
             split, models, ecfg.stage, tuple(ecfg.ks), items, ecfg.batch_size,
             metrics=ecfg.metrics, metric_config=ecfg.metric_config, exclude_seen=ecfg.exclude_seen,
-            score_memory_mb=ecfg.score_memory_mb, n_boot=ecfg.n_boot, confidence=ecfg.confidence, seed=seed,
+            rank_memory_mb=ecfg.rank_memory_mb, n_boot=ecfg.n_boot, confidence=ecfg.confidence, seed=seed,
         )  # fmt: skip
         shutil.rmtree(eval_dir, ignore_errors=True)  # never mix files of two evaluations
         result.save(eval_dir)

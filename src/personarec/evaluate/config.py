@@ -39,7 +39,7 @@ class EvaluateConfig(BaseModel):
         default_factory=dict, description="per-family options, e.g. {serendipity = {popular_n = 50}}"
     )
     batch_size: int = Field(1024, ge=1, description="users ranked per batch (upper bound)")
-    score_memory_mb: int = Field(256, ge=1, description="cap on one batch's dense score block; shrinks the batch for big catalogues")
+    rank_memory_mb: int = Field(256, ge=1, description="cap on one ranking batch's working memory (~16 bytes per user x item); shrinks the batch for big catalogues")
     exclude_seen: bool | None = Field(None, description="mask seen items (None = the protocol card's setting)")
     n_boot: int = Field(1000, ge=10, description="bootstrap resamples for confidence intervals")
     confidence: float = Field(0.95, gt=0, lt=1)

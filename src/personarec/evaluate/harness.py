@@ -1,7 +1,7 @@
 """Full-ranking evaluation of several recommenders on the same users, with the protocol card.
 
-For each model: rank the whole catalogue for every evaluated user in batches (the dense score
-block of one batch is capped at ``score_memory_mb``, so 10^5 items never hold all users at once),
+For each model: rank the whole catalogue for every evaluated user in batches (the ranking working
+memory of one batch is capped at ``rank_memory_mb``, so 10^5 items never hold all users at once),
 keep the ``[n_users, max k]`` top-k matrix, and compute every metric family on it. Per-user metric
 arrays are kept whole: the replayed A/B and the confidence intervals resample them.
 """
@@ -155,9 +155,15 @@ def _resolve_metrics(
     return out
 
 
-def effective_batch_size(batch_size: int, n_items: int, score_memory_mb: int) -> int:
-    """Largest batch whose float32 score block ``[batch, n_items]`` fits in ``score_memory_mb``."""
-    cap = max(1, (score_memory_mb * 2**20) // (4 * max(n_items, 1)))
+#: Working bytes per (user, item) while ranking one batch: the float32 score block, the negated
+#: copy and the int64 argpartition indices of ``recommend.base.top_k`` (measured: peak ~= 4x the
+#: score block, see benchmarks/evaluate.py).
+RANK_BYTES_PER_CELL = 16
+
+
+def effective_batch_size(batch_size: int, n_items: int, rank_memory_mb: int) -> int:
+    """Largest batch whose ranking working memory (``[batch, n_items]`` x 16 bytes) fits in ``rank_memory_mb``."""
+    cap = max(1, (rank_memory_mb * 2**20) // (RANK_BYTES_PER_CELL * max(n_items, 1)))
     return max(1, min(batch_size, cap))
 
 
@@ -172,7 +178,7 @@ def evaluate_models(
     metrics: Sequence[str | Metric] | None = None,
     metric_config: Mapping[str, Mapping[str, Any]] | None = None,
     exclude_seen: bool | None = None,
-    score_memory_mb: int = 256,
+    rank_memory_mb: int = 256,
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -195,7 +201,7 @@ def evaluate_models(
         raise DataError(f"no user has a {stage} target: nothing to evaluate")
     history = data.history
     kmax = min(max(ks), split.n_items)
-    bs = effective_batch_size(batch_size, split.n_items, score_memory_mb)
+    bs = effective_batch_size(batch_size, split.n_items, rank_memory_mb)
 
     notes: list[str] = []
     families = _resolve_metrics(metrics, metric_config)
