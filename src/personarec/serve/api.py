@@ -147,6 +147,9 @@ class StoreCollector:
         depth.add_metric(["leased"], q["leased"])
         depth.add_metric(["due"], q["due"])
         yield depth
+        ready = GaugeMetricFamily("personarec_workers_ready", "refresh worker processes running (as they report it)")
+        ready.add_metric([], s.get("workers_ready", 0.0))
+        yield ready
         for name, key, doc in (
             ("personarec_refreshes", "refreshes", "personas written by refresh workers"),
             ("personarec_llm_errors", "llm_errors", "refreshes where the LLM failed after retries"),
@@ -193,6 +196,7 @@ def create_app(state: ApiState) -> FastAPI:
         try:
             response = await call_next(request)
             status = response.status_code
+            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.3f}"
             return response
         finally:
             route = request.scope.get("route")
@@ -254,11 +258,12 @@ def create_app(state: ApiState) -> FastAPI:
         stale = persona is None or persona.version < last_seq or _too_old(persona, cfg.stale_after_s)
         if stale and not sync_llm:
             state.stale_reads.inc()
-            queue.push(user_id, base_len=assets.base_len(user_id), touch=False)
+            if store.queued_job(user_id) is None:  # a read-only check first: most stale reads find a job
+                queue.push(user_id, base_len=assets.base_len(user_id), touch=False)
         prof = apply_edits(persona, store.get_edits(user_id), cfg.ranking.added_topic_weight)
-        scores = assets.model.score_sequence(history.items) if len(history.items) else _popular(assets)
+        scores = _score(assets, history.items)
         share = cfg.ranking.explore_default if explore is None else explore
-        ranked = rank(np.asarray(scores), history.items, assets.space, prof, k, share, cfg.ranking, assets.model_name)
+        ranked = rank(np.asarray(scores), history.items, assets.space, prof, k, share, cfg.ranking, assets.model_name, assets.cluster_index)
         titles = assets.titles
         return Recommendations(
             user_id=user_id,
@@ -381,6 +386,17 @@ def _too_old(persona: Persona, max_age_s: float | None) -> bool:
     except ValueError:
         return True
     return time.time() - created > max_age_s
+
+
+def _score(assets: ServingAssets, items: np.ndarray) -> np.ndarray:
+    if not len(items) or assets.model is None:
+        return _popular(assets)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return assets.model.score_sequence(items)
+    with torch.inference_mode():
+        return assets.model.score_sequence(items)
 
 
 def _popular(assets: ServingAssets) -> np.ndarray:

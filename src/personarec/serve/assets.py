@@ -118,6 +118,14 @@ class ServingAssets:
         return LiveHistory(user_id=user_id, user_idx=u if not erased else -1, items=items, timestamps=ts, last_seq=last_seq)
 
 
+def limit_model_threads(model: Recommender, threads: int) -> None:
+    """Serving scores one short sequence per request: one thread per request is fastest and
+    keeps the API from fighting the refresh workers for cores (models with a ``num_threads``
+    knob set it on every call)."""
+    if "num_threads" in type(model.config).model_fields:
+        model.config.num_threads = threads  # type: ignore[attr-defined]
+
+
 def load_model(run: Path, name: str | None) -> tuple[Recommender, str]:
     """The trained recommender ``RUN_DIR/models/<name>`` (``name=None``: SASRec if trained, else
     the first model found)."""

@@ -80,6 +80,7 @@ def rank(
     explore: float,
     config: RankingConfig,
     model_name: str | None = None,
+    by_name: dict[str, int] | None = None,
 ) -> list[Ranked]:
     """Top-``k`` items for one user (see the module docstring)."""
     s = np.array(scores, dtype=np.float32, copy=True)
@@ -90,7 +91,7 @@ def rank(
     z[~np.isfinite(s)] = -np.inf
     if config.exclude_seen and len(seen):
         z[seen[(seen >= 0) & (seen < n)]] = -np.inf
-    by_name = space.cluster_by_name()
+    by_name = by_name if by_name is not None else space.cluster_by_name()
     fine = space.fine
     cluster_weight = np.zeros(space.n_fine, dtype=np.float32)
     top_w = max(prof.interests.values(), default=0.0)

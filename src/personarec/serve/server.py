@@ -68,12 +68,23 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
     if overrides:
         serve = serve.model_validate({**serve.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
     run_dir = Path(run_dir)
+    try:
+        import torch
+
+        torch.set_num_threads(serve.api_threads)
+    except ImportError:
+        pass
     url = store_url(run_dir, serve, personas)
     try:
         assets = ServingAssets.load(run_dir, stage=personas.history_stage, model=serve.model)
     except FileNotFoundError as exc:
         raise ConfigError(f"{run_dir}: {exc}") from None
+    if assets.model is not None:
+        from personarec.serve.assets import limit_model_threads
+
+        limit_model_threads(assets.model, serve.api_threads)
     store = open_store(url)
+    store.incr_stats({"workers_ready": -store.stats().get("workers_ready", 0.0)})  # a crash may have left a count
     if not url.startswith("sqlite:///"):
         n = import_offline_personas(run_dir, personas, store)
         log.info("imported %d offline personas into %s", n, url)
@@ -91,7 +102,8 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
     state = ApiState(store=store, assets=assets, config=serve, worker_pids=pool.pids if pool else None, sync_writer=sync_writer)
     app = create_app(state)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=serve.host, port=serve.port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(app, host=serve.host, port=serve.port, log_level="warning", access_log=False, lifespan="off",
+                       timeout_keep_alive=75)
     )
     log.info("serving %s on http://%s:%d (store %s, %d workers)", run_dir, serve.host, serve.port, url, serve.workers)
     # uvicorn handles SIGINT/SIGTERM itself and re-raises the signal once it has shut down; with

@@ -165,9 +165,14 @@ def worker_main(spec: WorkerSpec) -> None:
     if stopping:  # SIGTERM arrived while loading
         worker.stop.set()
     log.info("ready (writer=%s, store=%s)", serve.writer, spec.store_url)
+    store.incr_stats({"workers_ready": 1.0})
     try:
         worker.run()
     finally:
+        try:
+            store.incr_stats({"workers_ready": -1.0})
+        except Exception:  # noqa: BLE001 - the store may be gone at shutdown
+            pass
         writer.close()
         store.close()
         log.info("stopped")
