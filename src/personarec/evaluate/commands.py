@@ -132,7 +132,7 @@ def evaluate_cmd(
     arms: Annotated[str | None, typer.Option("--arms", help="Comma-separated models to compare, e.g. sasrec,itemknn,popular (default: every model in RUN_DIR/models). Missing ones are trained first. The first is the A/B control.")] = None,
     control: Annotated[str | None, typer.Option("--control", help="A/B control arm (default: the first of --arms).")] = None,
     stage: Annotated[str | None, typer.Option("--stage", help="Held-out events to predict: test (default) or valid.")] = None,
-    ab: Annotated[bool | None, typer.Option("--ab/--no-ab", help="Also run the replayed A/B (random user arms, one model each) and the paired comparison.")] = None,
+    ab: Annotated[bool | None, typer.Option("--ab/--no-ab", help="Replayed A/B (random user arms, one model each) plus the paired comparison; default from evaluate.ab.enabled (on).")] = None,
     ks: Annotated[str | None, typer.Option("--ks", help="Comma-separated list cut-offs (default 5,10,20).")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write RUN_DIR/report.html afterwards.")] = False,
     config: ConfigOption = None,
