@@ -58,7 +58,8 @@ class UserSequences:
     def to_matrix(self, n_items: int) -> sp.csr_matrix:
         """Binary user x item matrix (duplicates collapse to 1)."""
         data = np.ones(len(self.items), dtype=np.float32)
-        m = sp.csr_matrix((data, self.items, self.indptr), shape=(self.n_users, n_items))
+        # copies: arrays that come from polars are read-only and scipy sorts indices in place
+        m = sp.csr_matrix((data, self.items.copy(), self.indptr.copy()), shape=(self.n_users, n_items))
         m.sum_duplicates()
         m.data[:] = 1.0
         return m
