@@ -163,12 +163,12 @@ def section(report, quality) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--users", type=int, default=50, help="users for the embedded single-call run")
+    ap.add_argument("--users", type=int, default=24, help="users for the embedded single-call run")
     ap.add_argument(
-        "--teacher-users", type=int, default=10, help="users for the multi-step teacher run (0 = skip)"
+        "--teacher-users", type=int, default=5, help="users for the multi-step teacher run (0 = skip)"
     )
     ap.add_argument(
-        "--hindsight-users", type=int, default=6, help="users for hindsight teacher labels (0 = skip)"
+        "--hindsight-users", type=int, default=3, help="users for hindsight teacher labels (0 = skip)"
     )
     ap.add_argument(
         "--server-users",
@@ -247,49 +247,78 @@ def main() -> None:
         "novel_future_rate": round(hits_arr[:, 1].mean(), 4),
     }
 
+    result: dict = {
+        "dataset": "ml-100k",
+        "split": split.protocol.split,
+        "item_space": {"n_fine": space.n_fine, "n_coarse": space.n_coarse, "model": space.meta.get("model")},
+        "history_stage": "valid (training events; future = validation + test items)",
+        "prompt": config.prompt.model_dump(),
+        "tokens": tokens,
+        "goals": {
+            "token_reduction_5x_history": tok.history_ratio >= 5,
+            "token_reduction_5x_prompt": tok.prompt_ratio >= 5,
+        },
+        "transition_baseline_all_users": baseline_all,
+        "runs": {},
+        "examples": [],
+        "llama_threads": args.threads,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": sys.version.split()[0],
+        },
+    }
+    constrain = RESULTS / "constrain.json"
+    if constrain.exists():
+        result["constrain"] = json.loads(constrain.read_text())
+
+    def save() -> None:
+        """Written after every run, so a long benchmark keeps what it measured."""
+        result["load_average_1m"] = {
+            "before": round(load_before[0], 2),
+            "after": round(os.getloadavg()[0], 2),
+        }
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, default=str))
+
+    save()
     rng = np.random.default_rng(42)
     order = rng.permutation(split.n_users)
-    runs: dict[str, dict] = {}
-    examples = []
+    runs = result["runs"]
     report, quality, personas = run_backend(
         split, space, embedded, order[: args.users].tolist(), config, "embedded/single", transitions
     )
     runs["embedded_single"] = section(report, quality)
-    examples = [json.loads(p.model_dump_json()) for p in personas if not p.provenance.fallback][:3]
+    result["examples"] = [json.loads(p.model_dump_json()) for p in personas if not p.provenance.fallback][:3]
+    save()
+    plans = []
     if args.teacher_users:
-        tcfg = config.model_copy(update={"mode": "teacher"})
-        report, quality, _ = run_backend(
-            split,
-            space,
-            embedded,
-            order[: args.teacher_users].tolist(),
-            tcfg,
-            "embedded/teacher",
-            transitions,
-        )
-        runs["embedded_teacher"] = section(report, quality)
+        plans.append(("embedded_teacher", "embedded/teacher", args.teacher_users, {"mode": "teacher"}))
     if args.hindsight_users:
-        hcfg = config.model_copy(update={"mode": "teacher", "hindsight": True})
-        report, quality, _ = run_backend(
-            split,
-            space,
-            embedded,
-            order[: args.hindsight_users].tolist(),
-            hcfg,
-            "embedded/teacher+hindsight",
-            transitions,
+        plans.append(
+            (
+                "embedded_teacher_hindsight",
+                "embedded/teacher+hindsight",
+                args.hindsight_users,
+                {"mode": "teacher", "hindsight": True},
+            )
         )
-        runs["embedded_teacher_hindsight"] = section(report, quality)
+    for key, label, n, update in plans:
+        report, quality, _ = run_backend(
+            split, space, embedded, order[:n].tolist(), config.model_copy(update=update), label, transitions
+        )
+        runs[key] = section(report, quality)
+        save()
     embedded.close()
 
-    server_note = None
     if args.server_users:
         try:
             import llama_cpp.server  # noqa: F401
 
             with llama_server(shipped_gguf_path(), args.threads) as url:
                 ocfg = config.model_copy(update={"backend": "openai", "concurrency": 2})
-                backend = build_backend("openai", {"base_url": url, "model": "smollm2", "timeout_s": 60})
+                backend = build_backend("openai", {"base_url": url, "model": "smollm2", "timeout_s": 120})
                 report, quality, _ = run_backend(
                     split,
                     space,
@@ -304,39 +333,9 @@ def main() -> None:
                 }
                 backend.close()
         except Exception as exc:  # noqa: BLE001 - record why instead of dying after the embedded runs
-            server_note = f"openai backend not measured: {type(exc).__name__}: {exc}"
-            print(server_note, flush=True)
-
-    result = {
-        "dataset": "ml-100k",
-        "split": split.protocol.split,
-        "item_space": {"n_fine": space.n_fine, "n_coarse": space.n_coarse, "model": space.meta.get("model")},
-        "history_stage": "valid (training events; future = validation + test items)",
-        "prompt": config.prompt.model_dump(),
-        "tokens": tokens,
-        "goals": {
-            "token_reduction_5x_history": tok.history_ratio >= 5,
-            "token_reduction_5x_prompt": tok.prompt_ratio >= 5,
-        },
-        "transition_baseline_all_users": baseline_all,
-        "runs": runs,
-        "examples": examples,
-        "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
-        "llama_threads": args.threads,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "python": sys.version.split()[0],
-        },
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    if server_note:
-        result["server_note"] = server_note
-    constrain = RESULTS / "constrain.json"
-    if constrain.exists():
-        result["constrain"] = json.loads(constrain.read_text())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
+            result["server_note"] = f"openai backend not measured: {type(exc).__name__}: {exc}"
+            print(result["server_note"], flush=True)
+    save()
     print(f"written {args.out} in {result['seconds']}s")
 
 
