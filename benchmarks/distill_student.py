@@ -35,46 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run_writer(split, space, backend, users, pc, transitions, label):
-    """Personas for ``users`` with one engine; payloads, per-user latency, validity, grounding."""
-    from personarec.personas.generate import PersonaEngine
-    from personarec.personas.quality import grounding_problems
-
-    engine = PersonaEngine(split, space, backend, pc, transitions=transitions, seed=42)
-    payloads, latencies, calls = {}, [], []
-    outputs = valid = fallbacks = grounded = 0
-    start = time.perf_counter()
-    for i, u in enumerate(users):
-        ctx = engine.context(u)
-        t0 = time.perf_counter()
-        out = engine.persona_for(ctx)
-        latencies.append(time.perf_counter() - t0)
-        outputs += out.outputs
-        valid += out.valid_outputs
-        calls.append(out.draft.calls if out.draft is not None else 0)
-        if out.status == "generated":
-            p = out.persona
-            payloads[p.user_id] = p.model_dump(include={"summary", "interests", "explore"})
-            grounded += not grounding_problems(p, set(space.fine_names), ctx.seen_names)
-        else:
-            fallbacks += 1
-        print(f"  [{label}] {i + 1}/{len(users)} {out.status} {latencies[-1]:.1f}s", file=sys.stderr, flush=True)
-    wall = time.perf_counter() - start
-    from personarec.distill.compare import median
-
-    return payloads, {
-        "users": len(users),
-        "generated": len(payloads),
-        "fallbacks": fallbacks,
-        "validity_rate": round(valid / outputs, 4) if outputs else None,
-        "grounding_rate": round(grounded / len(payloads), 4) if payloads else None,
-        "calls_per_persona": round(sum(calls) / len(users), 2),
-        "wall_seconds": round(wall, 2),
-        "personas_per_s": round(len(users) / wall, 4),
-        "median_latency_s": median(latencies),
-    }
-
-
 def check_export(cfg, adapter_dir, gguf_path, messages) -> dict:
     """llama.cpp (base GGUF + exported adapter) next-token logits vs transformers + peft."""
     import numpy as np
@@ -111,6 +71,7 @@ def main() -> None:
     ap.add_argument("--eval-users", type=int, default=20)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (short runs need a high one)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/personarec-distill-bench"))
     ap.add_argument("--out", type=Path, default=RESULTS / "distill_student.json")
     args = ap.parse_args()
@@ -122,7 +83,7 @@ def main() -> None:
     from personarec.data.movielens import load_ml100k
     from personarec.data.registry import shared_data_dir
     from personarec.data.splits import make_split
-    from personarec.distill.compare import agreement, future_scores
+    from personarec.distill.compare import future_scores
     from personarec.distill.config import DistillConfig
     from personarec.distill.dataset import load_examples, save_examples
     from personarec.distill.export import write_adapter_gguf
@@ -158,25 +119,32 @@ def main() -> None:
     # -- 1. teacher labels ------------------------------------------------------------------
     backend = build_backend("embedded", {})
     ex_path = args.work / f"examples-{args.train_users}.jsonl"
-    if ex_path.exists():
-        examples = load_examples(ex_path)
-        result["teacher_labels"] = json.loads((args.work / f"teacher-{args.train_users}.json").read_text())
-    else:
-        done = []
+    lab_path = args.work / f"teacher-{args.train_users}.jsonl"  # one line per labelled user (resumable)
+    rows = [json.loads(x) for x in lab_path.read_text().splitlines()] if lab_path.exists() else []
+    done = {r["user"] for r in rows}
+    t_teacher = time.perf_counter()
+    for u in train_users:
+        if u in done:
+            continue
+        ex, rep, _ = teacher_examples(split, space, backend, [u], pc, seed=42, transitions=transitions, show_progress=False)
+        row = {"user": u, **{k: v for k, v in rep.__dict__.items() if k != "user_ids"},
+               "example": {"user_id": ex[0].user_id, "prompt": ex[0].prompt, "target": ex[0].target} if ex else None}  # fmt: skip
+        with lab_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        rows.append(row)
+        print(f"  [teacher] {len(rows)}/{len(train_users)} labelled={bool(ex)} {time.perf_counter() - t_teacher:.0f}s", file=sys.stderr, flush=True)
+    from personarec.distill.dataset import build_examples
 
-        def log(u: int, status: str) -> None:
-            done.append(u)
-            print(f"  [teacher] {len(done)}/{len(train_users)} {status} {time.perf_counter() - t_teacher:.0f}s", file=sys.stderr, flush=True)
-
-        t_teacher = time.perf_counter()
-        examples, rep, _ = teacher_examples(split, space, backend, train_users, pc, seed=42, transitions=transitions, on_user=log)
-        save_examples(examples, ex_path)
-        result["teacher_labels"] = {k: v for k, v in rep.__dict__.items() if k != "user_ids"}
-        (args.work / f"teacher-{args.train_users}.json").write_text(json.dumps(result["teacher_labels"]))
+    kept = [r["example"] for r in rows if r["example"] is not None]
+    examples = build_examples(((r["prompt"], r["target"]) for r in kept), [r["user_id"] for r in kept])
+    save_examples(examples, ex_path)
+    keys = ("teacher_fallbacks", "dropped_explore_topics", "skipped_no_explore", "teacher_calls", "teacher_seconds", "wall_seconds")
+    result["teacher_labels"] = {"requested": len(rows), "labelled": len(examples), **{k: round(sum(r[k] for r in rows), 3) for k in keys}}
     save()
 
     # -- 2. student -------------------------------------------------------------------------
-    dc = DistillConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=1, checkpoint_every=10, max_length=1024)
+    dc = DistillConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=1, checkpoint_every=5, max_length=1024,
+                       learning_rate=args.lr, warmup_steps=1)
     t0 = time.perf_counter()
     trainer = StudentTrainer(dc, seed=42)
 
@@ -190,7 +158,7 @@ def main() -> None:
     _, tok = load_base(dc)
     lengths = [len(e.input_ids) for e in (encode(tok, x, 4096) for x in examples) if e is not None]
     result["student_training"] = {
-        "examples": len(examples), "steps": args.steps, "batch_size": args.batch_size, "lora": dc.lora.model_dump(),
+        "examples": len(examples), "steps": args.steps, "learning_rate": args.lr, "batch_size": args.batch_size, "lora": dc.lora.model_dump(),
         "median_tokens_per_example": float(np.median(lengths)), "epochs": round(args.steps * args.batch_size / len(examples), 2),
         "first_losses": [round(x, 4) for x in tr.losses[:3]], "last_losses": [round(x, 4) for x in tr.losses[-3:]],
         "resumed_from": tr.resumed_from, "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -202,8 +170,10 @@ def main() -> None:
     save()
 
     # -- 3. held-out users -------------------------------------------------------------------
+    from personarec.distill.compare import median
     from personarec.distill.teacher_data import student_prompt
     from personarec.personas.generate import PersonaEngine
+    from personarec.personas.quality import grounding_problems
 
     probe = PersonaEngine(split, space, backend, student_config(pc), transitions=transitions, seed=42)
     result["export_check"] = check_export(dc, tr.adapter_dir, gguf_path, student_prompt(probe, eval_users[0])[1].messages)
@@ -214,16 +184,50 @@ def main() -> None:
 
     serving_teacher = teacher_config(pc).model_copy(update={"hindsight": False})
     student_backend = build_backend("embedded", {"lora_path": str(gguf_path)})
-    arms = {}
-    runs = [("student", student_backend, student_config(pc)), ("base_single_call", backend, student_config(pc)),
-            ("teacher_setup", backend, serving_teacher)]  # fmt: skip
-    for label, be, conf in runs:
-        payloads, stats = run_writer(split, space, be, eval_users, conf, transitions, label)
-        arms[label] = payloads
-        result.setdefault("held_out", {})[label] = {**stats, "vs_future": future_scores(payloads, future)}
+    arms_cfg = {"student": (student_backend, student_config(pc)), "base_single_call": (backend, student_config(pc)),
+                "teacher_setup": (backend, serving_teacher)}  # fmt: skip
+    engines = {k: PersonaEngine(split, space, be, conf, transitions=transitions, seed=42) for k, (be, conf) in arms_cfg.items()}
+    arms = {k: {} for k in engines}
+    stats = {k: {"latency": [], "outputs": 0, "valid": 0, "fallbacks": 0, "grounded": 0, "calls": 0} for k in engines}
+    for n, u in enumerate(eval_users, 1):  # users in the outer loop: any prefix is a complete comparison
+        for label, engine in engines.items():
+            st = stats[label]
+            ctx = engine.context(u)
+            t1 = time.perf_counter()
+            out = engine.persona_for(ctx)
+            st["latency"].append(time.perf_counter() - t1)
+            st["outputs"] += out.outputs
+            st["valid"] += out.valid_outputs
+            st["calls"] += out.draft.calls if out.draft is not None else 0
+            if out.status == "generated":
+                arms[label][out.persona.user_id] = out.persona.model_dump(include={"summary", "interests", "explore"})
+                st["grounded"] += not grounding_problems(out.persona, set(space.fine_names), ctx.seen_names)
+            else:
+                st["fallbacks"] += 1
+            print(f"  [{label}] user {n}/{len(eval_users)} {out.status} {st['latency'][-1]:.1f}s", file=sys.stderr, flush=True)
+        result["held_out"] = {
+            label: {
+                "users": n, "generated": len(arms[label]), "fallbacks": st["fallbacks"],
+                "validity_rate": round(st["valid"] / st["outputs"], 4) if st["outputs"] else None,
+                "grounding_rate": round(st["grounded"] / len(arms[label]), 4) if arms[label] else None,
+                "calls_per_persona": round(st["calls"] / n, 2),
+                "llm_seconds": round(sum(st["latency"]), 2),
+                "personas_per_s": round(n / sum(st["latency"]), 4),
+                "median_latency_s": median(st["latency"]),
+                "vs_future": future_scores(arms[label], future),
+            }
+            for label, st in stats.items()
+        }  # fmt: skip
+        finish(result, arms)
         save()
     student_backend.close()
     backend.close()
+    print(json.dumps(result, indent=2))
+
+
+def finish(result: dict, arms: dict) -> None:
+    """Agreement with the teacher set-up and the issue's goal, from the users done so far."""
+    from personarec.distill.compare import agreement
 
     ho = result["held_out"]
     result["agreement_with_teacher_setup"] = {
@@ -232,15 +236,15 @@ def main() -> None:
     }
     tf1 = ho["teacher_setup"]["vs_future"]["topic_f1"]
     sf1 = ho["student"]["vs_future"]["topic_f1"]
+    speed = ho["student"]["personas_per_s"] / ho["teacher_setup"]["personas_per_s"]
+    share = round(sf1 / tf1, 3) if tf1 and sf1 is not None else None
     result["goal"] = {
-        "speedup_personas_per_s": round(ho["student"]["personas_per_s"] / ho["teacher_setup"]["personas_per_s"], 2),
+        "speedup_personas_per_s": round(speed, 2),
         "speedup_median_latency": round(ho["teacher_setup"]["median_latency_s"] / ho["student"]["median_latency_s"], 2),
-        "student_topic_f1_share_of_teacher": round(sf1 / tf1, 3) if tf1 else None,
+        "student_topic_f1_share_of_teacher": share,
         "target": "speedup >= 3 and share >= 0.9",
+        "met": bool(speed >= 3 and (share or 0) >= 0.9),
     }
-    result["goal"]["met"] = bool(result["goal"]["speedup_personas_per_s"] >= 3 and (result["goal"]["student_topic_f1_share_of_teacher"] or 0) >= 0.9)
-    save()
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

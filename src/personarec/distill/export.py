@@ -152,9 +152,10 @@ def write_merged_gguf(model: Any, base_gguf: str | Path, path: str | Path, tenso
             elif qtype == gguf.GGMLQuantizationType.F16:
                 writer.add_tensor(t.name, w.astype(np.float16))
             else:
-                writer.add_tensor(t.name, quantize(w, qtype), raw_shape=w.shape, raw_dtype=qtype)
+                # quantized data is passed as bytes [rows, bytes per row]; the writer derives the shape
+                writer.add_tensor(t.name, quantize(w, qtype), raw_dtype=qtype)
         else:
-            writer.add_tensor(t.name, t.data, raw_shape=shape, raw_dtype=t.tensor_type)
+            writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
     if deltas:
         raise ConfigError(f"adapted weights not found in {base_gguf}: {sorted(deltas)[:3]}")
     writer.write_header_to_file()
