@@ -125,7 +125,7 @@ def export_for_recbole(split: Split, directory: Path, name: str) -> dict[str, An
     }
 
 
-def run_recbole(split: Split, python: str, seed: int, epoch_cap: int, name: str) -> dict[str, Any]:
+def run_recbole(split: Split, python: str, seed: int, epoch_cap: int, name: str, timeout: int = 1500) -> dict[str, Any]:
     if not Path(python).exists():
         return {"skipped": f"RecBole venv not found at {python}"}
     with tempfile.TemporaryDirectory(prefix="recbole-") as tmp:
@@ -136,8 +136,11 @@ def run_recbole(split: Split, python: str, seed: int, epoch_cap: int, name: str)
                     num_threads=RECBOLE_MATCHED.get("num_threads", 2))  # fmt: skip
         (tmp_path / "spec.json").write_text(json.dumps(spec))
         t0 = time.perf_counter()
-        proc = subprocess.run([python, str(ROOT / "recsys_recbole.py"), str(tmp_path / "spec.json"), str(tmp_path / "out.json")],
-                              capture_output=True, text=True, cwd=tmp)  # fmt: skip
+        try:
+            proc = subprocess.run([python, str(ROOT / "recsys_recbole.py"), str(tmp_path / "spec.json"), str(tmp_path / "out.json")],
+                                  capture_output=True, text=True, cwd=tmp, timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return {"skipped": f"RecBole run stopped after the {timeout}s time limit", "epoch_cap": epoch_cap}
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             return {"error": proc.stderr[-3000:], "wall_seconds": wall}
@@ -195,6 +198,9 @@ def main() -> None:
     ap.add_argument("--recbole-python", default="/work/recbole-venv/bin/python")
     ap.add_argument("--recbole-epochs", type=int, default=2, help="epoch cap of RecBole's run")
     ap.add_argument("--recbole-datasets", default="ml-100k")
+    ap.add_argument("--recbole-timeout", type=int, default=1500, help="seconds before RecBole's run is stopped")
+    ap.add_argument("--max-epochs-other", type=int, default=None,
+                    help="cap SASRec's epochs on datasets other than ml-100k (time budget; stated in the JSON)")
     ap.add_argument("--tune", action="store_true", help="only run the validation grid -> recsys_tuning.json")
     ap.add_argument("--parts", default="baselines,sasrec,recbole",
                     help="which parts to run; results of other parts already in the output JSON are kept")
@@ -251,12 +257,16 @@ def main() -> None:
         ds_seeds = seeds if name == "ml-100k" else seeds_other
         if "sasrec" in parts:
             log(f"{name}: sasrec seeds {ds_seeds}")
-            entry["sasrec"] = run_sasrec(split, sasrec, ds_seeds)
+            ds_sasrec = dict(sasrec)
+            if name != "ml-100k" and args.max_epochs_other:
+                ds_sasrec["max_epochs"] = args.max_epochs_other
+            entry["sasrec"] = run_sasrec(split, ds_sasrec, ds_seeds)
         if "recbole" in parts and name in args.recbole_datasets.split(","):
             log(f"{name}: our SASRec at RecBole's settings ({recbole_epochs} epochs)")
             entry["matched_ours"] = run_matched(split, seeds[0], recbole_epochs)
             log(f"{name}: RecBole SASRec (cap {recbole_epochs} epochs)")
-            rb = run_recbole(split, args.recbole_python, seeds[0], recbole_epochs, f"pr_{name.replace('-', '_')}")
+            rb = run_recbole(split, args.recbole_python, seeds[0], recbole_epochs, f"pr_{name.replace('-', '_')}",
+                             timeout=args.recbole_timeout)
             entry["recbole"] = rb
             if rb.get("epoch_seconds_median") and entry["matched_ours"]["epoch_seconds_median"]:
                 entry["epoch_time_ratio_recbole_over_ours"] = rb["epoch_seconds_median"] / entry["matched_ours"]["epoch_seconds_median"]
