@@ -294,9 +294,13 @@ def main() -> None:
     load_before = os.getloadavg()
     res_async = asyncio.run(phase_async(args, run_dir, users, items))
     res_sync = asyncio.run(phase_sync(args, run_dir, users))
-    a50 = res_async["recommend"][0]["client"]["p50_ms"]
-    a99 = res_async["recommend"][0]["client"]["p99_ms"]
     s50, s99 = res_sync["client"]["p50_ms"], res_sync["client"]["p99_ms"]
+    gains = []
+    for r in res_async["recommend"]:
+        a50, a99 = r["client"]["p50_ms"], r["client"]["p99_ms"]
+        gains.append({"async_rps": r["target_rps"],
+                      "p50_ratio_sync_over_async": round(s50 / a50, 1) if a50 and s50 else None,
+                      "p99_ratio_sync_over_async": round(s99 / a99, 1) if a99 and s99 else None})  # fmt: skip
     result = {
         "benchmark": "serving",
         "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
@@ -309,15 +313,16 @@ def main() -> None:
         "async": res_async,
         "sync_llm_on_request_path": res_sync,
         "async_gain": {
-            "p50_ratio_sync_over_async": round(s50 / a50, 1) if a50 and s50 else None,
-            "p99_ratio_sync_over_async": round(s99 / a99, 1) if a99 and s99 else None,
-            "compared": f"async at {args.rates[0]:g} rps (workers busy) vs sync LLM on the request path",
+            "per_rate": gains,
+            "compared": "client latency, async (refresh workers busy) at each rate vs sync LLM on the request path",
         },
         "goal": {"p99_ms_at_200rps_le_20": None},
         "wall_s": round(time.perf_counter() - t, 1),
     }  # fmt: skip
     last = res_async["recommend"][-1]
-    result["goal"]["p99_ms_at_200rps_le_20"] = bool(last["client"]["p99_ms"] is not None and last["client"]["p99_ms"] <= 20)
+    result["goal"]["p99_ms_at_200rps_le_20"] = bool(
+        last["target_rps"] == 200 and last["client"]["p99_ms"] is not None and last["client"]["p99_ms"] <= 20
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -170,6 +170,37 @@ class StoreCollector:
         yield h
 
 
+class TimingMiddleware:
+    """Request latency histogram + a ``server-timing`` header (pure ASGI: no per-request task
+    or body buffering, unlike ``BaseHTTPMiddleware``)."""
+
+    def __init__(self, app, state: ApiState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                dur = (time.perf_counter() - start) * 1000
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"server-timing", f"app;dur={dur:.3f}".encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            self.state.latency.labels(getattr(route, "path", "unmatched"), scope["method"], str(status["code"])).observe(
+                time.perf_counter() - start
+            )
+
+
 def _not_found(user_id: str) -> JSONResponse:
     return JSONResponse(
         status_code=404,
@@ -186,23 +217,9 @@ def create_app(state: ApiState) -> FastAPI:
         responses={422: {"description": "invalid input"}},
     )
     app.state.api = state
+    app.add_middleware(TimingMiddleware, state=state)
     store, assets, cfg, queue = state.store, state.assets, state.config, state.queue
     known_responses = {404: {"model": ErrorBody, "description": "unknown user"}}
-
-    @app.middleware("http")
-    async def timing(request: Request, call_next):
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.3f}"
-            return response
-        finally:
-            route = request.scope.get("route")
-            state.latency.labels(getattr(route, "path", "unmatched"), request.method, str(status)).observe(
-                time.perf_counter() - start
-            )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -233,7 +250,7 @@ def create_app(state: ApiState) -> FastAPI:
         "/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=known_responses,
         tags=["recommendations"],
     )  # fmt: skip
-    def recommendations(
+    async def recommendations(
         user_id: UserId,
         k: Annotated[int, Query(ge=1, le=100, description="list length")] = 10,
         explore: Annotated[float | None, Query(ge=0.0, le=1.0, description="share of explore items (default from config)")] = None,
@@ -249,8 +266,13 @@ def create_app(state: ApiState) -> FastAPI:
         if sync_llm and state.sync_writer is not None:
             t0 = time.perf_counter()
             full = assets.live_history(user_id, store, st)
-            with state._sync_lock:
-                persona = state.sync_writer.write(full).persona
+            from starlette.concurrency import run_in_threadpool
+
+            def write_now():
+                with state._sync_lock:
+                    return state.sync_writer.write(full).persona
+
+            persona = await run_in_threadpool(write_now)
             sync_s = time.perf_counter() - t0
         else:
             persona = store.get(user_id)
