@@ -163,12 +163,12 @@ def section(report, quality) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--users", type=int, default=24, help="users for the embedded single-call run")
+    ap.add_argument("--users", type=int, default=12, help="users for the embedded single-call run")
     ap.add_argument(
-        "--teacher-users", type=int, default=5, help="users for the multi-step teacher run (0 = skip)"
+        "--teacher-users", type=int, default=3, help="users for the multi-step teacher run (0 = skip)"
     )
     ap.add_argument(
-        "--hindsight-users", type=int, default=3, help="users for hindsight teacher labels (0 = skip)"
+        "--hindsight-users", type=int, default=2, help="users for hindsight teacher labels (0 = skip)"
     )
     ap.add_argument(
         "--server-users",

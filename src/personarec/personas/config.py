@@ -53,12 +53,12 @@ class PersonasConfig(BaseModel):
     max_interests: int = Field(5, ge=1, le=8)
     max_explore: int = Field(3, ge=1, le=3)
     max_tokens: int = Field(
-        360, ge=32, description="completion budget of the final persona call (fits the length caps below)"
+        280, ge=32, description="completion budget of the final persona call (fits the length caps below)"
     )
     summary_max_chars: int = Field(
-        320, ge=40, le=1200, description="cap on the summary in the output grammar"
+        240, ge=40, le=1200, description="cap on the summary in the output grammar"
     )
-    reason_max_chars: int = Field(120, ge=20, le=300, description="cap on each explore reason in the grammar")
+    reason_max_chars: int = Field(90, ge=20, le=300, description="cap on each explore reason in the grammar")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     retry_temperature: float = Field(0.7, ge=0.0, le=2.0, description="temperature of retries (a new sample)")
     retries: int = Field(2, ge=0, le=10, description="extra attempts per user before the fallback persona")

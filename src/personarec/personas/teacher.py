@@ -249,8 +249,8 @@ class MultiStepTeacher(PersonaWriter):
     """Three calls: summarise interests, choose adjacent unseen clusters, write the final JSON."""
 
     name = "teacher"
-    summary_tokens: ClassVar[int] = 120
-    explore_tokens: ClassVar[int] = 220
+    summary_tokens: ClassVar[int] = 80
+    explore_tokens: ClassVar[int] = 180
 
     def _explore_schema(self, names: list[str]) -> dict[str, Any]:
         full = persona_json_schema(
