@@ -203,7 +203,7 @@ def bench_backends(runs: int, max_tokens: int) -> dict[str, Any]:
     try:
         import llama_cpp  # noqa: F401
 
-        b = build_backend("embedded", {"n_threads": 2})
+        b = build_backend("embedded", {})
         t = time.perf_counter()
         b.count_tokens("warm up")
         load = time.perf_counter() - t
@@ -219,7 +219,7 @@ def bench_backends(runs: int, max_tokens: int) -> dict[str, Any]:
     else:
         out["openai_local_server"] = _bench_openai_server(shipped_gguf_path(), runs, max_tokens)
 
-    b = build_backend("transformers", {"n_threads": 2})
+    b = build_backend("transformers", {})
     t = time.perf_counter()
     b.load()
     out["transformers"] = {"load_s": time.perf_counter() - t, **_run_backend(b, runs, max_tokens)}
@@ -233,13 +233,14 @@ def _bench_openai_server(gguf: Path, runs: int, max_tokens: int) -> dict[str, An
     import httpx
 
     from personarec.personas.backends.base import build_backend
+    from personarec.personas.backends.models import auto_threads
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tempfile.TemporaryFile()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"]  # fmt: skip
+           "--n_ctx", "2048", "--n_threads", str(auto_threads()), "--n_threads_batch", str(auto_threads()), "--model_alias", "smollm2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     try:

@@ -44,10 +44,12 @@ def llama_cpp_available() -> None:
 def openai_server(shipped_gguf: Path, llama_cpp_available: None) -> Iterator[str]:
     """Base URL (``http://127.0.0.1:PORT/v1``) of a live llama.cpp OpenAI-compatible server."""
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] extras are not installed")
+    from personarec.personas.backends.models import auto_threads
+
     port = free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(shipped_gguf), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2",
+        "--port", str(port), "--n_ctx", "2048", "--n_threads", str(auto_threads()), "--n_threads_batch", str(auto_threads()), "--model_alias", "smollm2",
     ]  # fmt: skip
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)

@@ -73,6 +73,8 @@ class _Flaky(BaseHTTPRequestHandler):
             self._send(503, {"error": "overloaded"})
         elif body.get("response_format", {}).get("type") == "json_schema":
             self._send(400, {"error": "response_format json_schema not supported"})
+        elif "guided_json" in body:
+            self._send(422, {"error": "unknown field guided_json"})
         else:
             msg = {"role": "assistant", "content": '{"ok": true}'}
             self._send(200, {"model": "m", "choices": [{"message": msg, "finish_reason": "stop"}], "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
@@ -104,12 +106,24 @@ def test_retries_5xx_then_steps_down_the_guided_dialect(flaky_server: str) -> No
     backend = build_backend("openai", {"base_url": flaky_server, "max_retries": 3, "backoff_s": 0.01})
     gen = backend.generate(_messages("x"), json_schema={"type": "object"}, max_tokens=5)
     assert gen.text == '{"ok": true}' and gen.prompt_tokens == 7 and gen.completion_tokens == 3
-    kinds = [c.get("response_format", {}).get("type") or ("guided_json" if "guided_json" in c else None) for c in _Flaky.calls]
-    # two 503s retried, then json_schema rejected -> vLLM's guided_json accepted
-    assert kinds == ["json_schema", "json_schema", "json_schema", "guided_json"]
-    assert backend.guided_mode == "guided_json"
+    kinds = [c.get("response_format", {}).get("type") for c in _Flaky.calls]
+    # two 503s retried, then json_schema rejected (not retried) -> json_object with the schema
+    assert kinds == ["json_schema", "json_schema", "json_schema", "json_object"]
+    assert _Flaky.calls[-1]["response_format"]["schema"] == {"type": "object"}
+    assert backend.guided_mode == "json_object"
     backend.generate(_messages("y"), json_schema={"type": "object"}, max_tokens=5)
-    assert "guided_json" in _Flaky.calls[-1]  # remembered for later calls
+    assert _Flaky.calls[-1]["response_format"]["type"] == "json_object"  # remembered for later calls
+
+
+def test_guided_json_dialect_for_old_vllm(flaky_server: str) -> None:
+    _Flaky.fail_first = 0
+    try:
+        backend = build_backend("openai", {"base_url": flaky_server, "guided": "guided_json", "step_down": False})
+        with pytest.raises(LLMError, match="HTTP 422"):
+            backend.generate(_messages("x"), json_schema={"type": "object"}, max_tokens=5)
+        assert _Flaky.calls[-1]["guided_json"] == {"type": "object"} and len(_Flaky.calls) == 1
+    finally:
+        _Flaky.fail_first = 2
 
 
 def test_retries_run_out_on_persistent_5xx(flaky_server: str) -> None:

@@ -101,6 +101,7 @@ class SkeletonDecoder:
         self.gen = torch.Generator().manual_seed(seed if seed is not None else 0)
         self.tries = trie_cache if trie_cache is not None else OrderedDict()
         self.ids: list[int] = []
+        self.pending: list[int] = []  # literal tokens not yet run through the model
         self.n_prompt = 0
         self.past: Any = None
         self.logits: torch.Tensor | None = None
@@ -108,7 +109,13 @@ class SkeletonDecoder:
     # -- low level ---------------------------------------------------------------------------
     @property
     def n_generated(self) -> int:
-        return len(self.ids) - self.n_prompt
+        return len(self.ids) + len(self.pending) - self.n_prompt
+
+    def _flush(self) -> None:
+        """Run buffered literal tokens through the model in one forward pass (before a decision)."""
+        if self.pending:
+            ids, self.pending = self.pending, []
+            self._feed(ids)
 
     def _feed(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -130,7 +137,7 @@ class SkeletonDecoder:
         return self.tok.encode(text, add_special_tokens=False)
 
     def literal(self, text: str) -> None:
-        self._feed(self._encode(text))
+        self.pending.extend(self._encode(text))
 
     def _trie(self, options: Sequence[str]) -> VectorTrie:
         key = tuple(options)
@@ -143,24 +150,34 @@ class SkeletonDecoder:
         return trie
 
     def choice(self, options: Sequence[str]) -> int:
-        """Let the model pick one of ``options`` (prefix-free strings); returns its index."""
+        """Let the model pick one of ``options`` (prefix-free strings); returns its index.
+
+        Where the trie leaves a single continuation the token is forced without asking the model
+        (it joins the pending literal tokens), so long cluster names cost one forward pass per
+        branching point, not per token. Masking goes through :class:`TrieLogitsProcessor`.
+        """
         from personarec.personas.constrain import TrieLogitsProcessor
 
         trie = self._trie(options)
-        proc = TrieLogitsProcessor(trie, [0], prompt_length=len(self.ids))
-        while True:
-            ids = torch.tensor([self.ids], dtype=torch.long)
-            scores = proc(ids, self.logits[None, : self.table.vocab_size].clone())
-            if proc.done.all():
-                break
-            self._feed([self._pick(scores[0])])
-        sid = int(trie.string_ids(proc.states)[0])
-        if sid < 0:  # cannot happen with masking; guard against a tokenizer round-trip surprise
-            raise ValueError("constrained choice ended off the trie")
-        return sid
+        proc = TrieLogitsProcessor(trie, [0], prompt_length=len(self.ids) + len(self.pending))
+        state = trie.start([0])
+        while not trie.is_leaf(state)[0]:
+            node = int(state[0])
+            if trie.n_children[node] == 1:
+                tok = int(trie.edge_token[trie.indptr[node]])
+            else:
+                self._flush()
+                scores = proc(torch.tensor([self.ids], dtype=torch.long), self.logits[None, : self.table.vocab_size].clone())
+                tok = self._pick(scores[0])
+            self.pending.append(tok)
+            state = trie.advance(state, np.array([tok]))
+            if state[0] < 0:  # cannot happen with masking; guard against a tokenizer surprise
+                raise ValueError("constrained choice left the trie")
+        return int(trie.string_ids(state)[0])
 
     def free_string(self, cap: int) -> None:
         """Text until the model closes the quote (at least one token, at most ``cap``)."""
+        self._flush()
         safe = torch.from_numpy(self.table.string_safe)
         quote = self.table.quote_id
         for n in range(max(1, cap)):
@@ -168,16 +185,19 @@ class SkeletonDecoder:
             allowed = safe.clone()
             allowed[quote] = n > 0
             tok = self._pick(scores.masked_fill(~allowed, float("-inf")))
-            self._feed([tok])
             if tok == quote:
+                self.pending.append(tok)  # fed together with the literal that follows
                 return
-        self._feed([quote])
+            self._feed([tok])
+        self.literal('"')
 
     # -- schema walk -------------------------------------------------------------------------
     def run(self, prompt_ids: Sequence[int], schema: dict[str, Any]) -> str:
         self._feed(prompt_ids)
         self.n_prompt = len(self.ids)
         self.value(schema, "", defaultdict(set))
+        self.ids.extend(self.pending)  # the closing literals need no forward pass
+        self.pending = []
         return self.tok.decode(self.ids[self.n_prompt :], skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def _string_cap(self, schema: dict[str, Any]) -> int:

@@ -30,7 +30,11 @@ from personarec.personas.backends.base import (
 )
 
 GuidedMode = Literal["json_schema", "guided_json", "json_object", "none"]
-_STEP_DOWN: dict[str, str] = {"json_schema": "guided_json", "guided_json": "json_object", "json_object": "none"}
+# A server that does not know a dialect may *ignore* it (unconstrained output) rather than reject
+# it, so the step-down goes to json_object-with-schema (llama.cpp, Ollama, vLLM honour it), never
+# to guided_json, which only old vLLM understands: choose that one explicitly in the config.
+_STEP_DOWN: dict[str, str] = {"json_schema": "json_object", "guided_json": "json_object", "json_object": "none"}
+_DIALECT_WORDS = ("response_format", "json_schema", "guided_json", "json_object")
 
 
 class OpenAIBackendConfig(BackendConfig):
@@ -117,7 +121,12 @@ class OpenAIBackend(LLMBackend):
         cap = min(self.config.backoff_max_s, self.config.backoff_s * (2**attempt))
         time.sleep(self._rng.uniform(0, cap))  # full jitter: spreads retries of many clients
 
-    def _post(self, body: dict[str, Any]) -> httpx.Response:
+    @staticmethod
+    def _dialect_rejected(resp: httpx.Response) -> bool:
+        """The server refused the guided-output dialect (some answer 400/422, llama.cpp's 500)."""
+        return resp.status_code in (400, 422, 500) and any(w in resp.text.lower() for w in _DIALECT_WORDS)
+
+    def _post(self, body: dict[str, Any], guided: bool = False) -> httpx.Response:
         """One POST with retries on transient failures; raises LLMError when they run out."""
         last = ""
         for attempt in range(self.config.max_retries + 1):
@@ -132,6 +141,8 @@ class OpenAIBackend(LLMBackend):
             except httpx.TransportError as exc:
                 last = f"connection error: {type(exc).__name__}: {exc}"
                 continue
+            if guided and self._dialect_rejected(resp):
+                return resp  # not transient: the caller steps down a dialect
             if resp.status_code == 429 or resp.status_code >= 500:
                 last = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 continue
@@ -152,8 +163,9 @@ class OpenAIBackend(LLMBackend):
         t0 = time.perf_counter()
         while True:
             guided = self._guided
-            resp = self._post(self._body(req, guided))
-            if resp.status_code in (400, 422) and json_schema is not None and self.config.step_down and guided in _STEP_DOWN:
+            constrained = json_schema is not None and guided != "none"
+            resp = self._post(self._body(req, guided), guided=constrained)
+            if constrained and self.config.step_down and guided in _STEP_DOWN and self._dialect_rejected(resp):
                 # The server does not speak this dialect: remember the weaker one for later calls.
                 with self._lock:
                     if self._guided == guided:
