@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/personarec demo
+	$(BIN)/personarec demo --config configs/demo.toml
 
 test: setup
 	$(BIN)/python -m pytest -q
