@@ -35,6 +35,8 @@ def test_vector_trie_matches_dict_trie_on_random_walks(seed: int) -> None:
     rng = np.random.default_rng(seed)
     sets = _random_sets(rng, int(rng.integers(1, 5)))
     ref, vec = DictTrie(sets, VOCAB), VectorTrie.build(sets, VOCAB)
+    csr = VectorTrie.build(sets, VOCAB)
+    csr.child_table = None  # the CSR gather path (used for forests with a huge fan-out)
     batch = 64
     roots = rng.integers(0, len(sets), batch)
     r_states, v_states = ref.start(roots.tolist()), vec.start(roots)
@@ -42,6 +44,7 @@ def test_vector_trie_matches_dict_trie_on_random_walks(seed: int) -> None:
     for _ in range(10):
         r_mask, v_mask = ref.allowed_mask(r_states), vec.allowed_mask(v_states)
         np.testing.assert_array_equal(r_mask, v_mask)
+        np.testing.assert_array_equal(r_mask, csr.allowed_mask(v_states))
         assert [DictTrie.string_id(s) for s in r_states] == vec.string_ids(v_states).tolist()
         assert [DictTrie.is_leaf(s) for s in r_states] == vec.is_leaf(v_states).tolist()
         # mostly follow the trie, sometimes take an off-trie token (the state dies in both)

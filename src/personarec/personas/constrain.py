@@ -255,7 +255,16 @@ class VectorTrie:
         parent = np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int64), np.diff(self.indptr))
         self.edge_key = parent * self.vocab_size + self.edge_token
         self.n_children = np.diff(self.indptr)
-        self._torch: dict[str, Any] = {}
+        # STATIC's padded transition table: row n = node n's child tokens, -1 padded to the max
+        # fan-out, so a batch's allowed tokens are one gather. Used when it stays small; the CSR
+        # gather below covers forests with a huge fan-out somewhere.
+        fan = int(self.n_children.max()) if self.n_nodes else 0
+        self.child_table: np.ndarray | None = None
+        if 0 < fan and self.n_nodes * fan <= 16_000_000:
+            table = np.full((self.n_nodes, fan), -1, dtype=np.int64)
+            slot = np.arange(len(self.edge_token)) - np.repeat(self.indptr[:-1], self.n_children)
+            table[parent, slot] = self.edge_token
+            self.child_table = table
 
     @property
     def n_nodes(self) -> int:
@@ -315,7 +324,13 @@ class VectorTrie:
 
     def allowed_pairs(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sparse form of the mask: (row, token) of every allowed continuation."""
-        rows, edge = self._edges(np.asarray(states, dtype=np.int64))
+        states = np.asarray(states, dtype=np.int64)
+        if self.child_table is not None:
+            toks = self.child_table[np.maximum(states, 0)]
+            toks[states < 0] = -1
+            rows, cols = np.nonzero(toks >= 0)
+            return rows, toks[rows, cols]
+        rows, edge = self._edges(states)
         return rows, self.edge_token[edge]
 
     def allowed_mask(self, states: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -349,21 +364,22 @@ class VectorTrie:
 
     # -- torch ---------------------------------------------------------------------------------
     def mask_logits(self, scores: Any, states: np.ndarray, active: np.ndarray | None = None) -> Any:
-        """Set every disallowed token of the ``active`` rows of a torch score matrix to -inf."""
+        """A copy of a torch score matrix where the ``active`` rows keep only allowed tokens
+        (others -inf). Sparse: one fill of the output plus a gather/scatter of allowed entries."""
         import torch
 
         states = np.asarray(states, dtype=np.int64)
         act = np.ones(len(states), dtype=bool) if active is None else np.asarray(active, dtype=bool)
         if not act.any():
             return scores
-        idx = np.flatnonzero(act)
-        rows, toks = self.allowed_pairs(states[idx])
-        allowed = torch.zeros((len(idx), scores.shape[-1]), dtype=torch.bool, device=scores.device)
-        allowed[torch.from_numpy(rows), torch.from_numpy(toks)] = True
-        sub = scores[torch.from_numpy(idx)]
-        scores = scores.clone()
-        scores[torch.from_numpy(idx)] = sub.masked_fill(~allowed, float("-inf"))
-        return scores
+        rows, toks = self.allowed_pairs(np.where(act, states, -1))
+        r, t = torch.from_numpy(rows).to(scores.device), torch.from_numpy(toks).to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        out[r, t] = scores[r, t]
+        if not act.all():
+            free = torch.from_numpy(np.flatnonzero(~act)).to(scores.device)
+            out[free] = scores[free]
+        return out
 
 
 class _TrieLogitsProcessorLogic:
