@@ -189,15 +189,26 @@ NOVEL = ["Animation · family · toys", "War · soldiers · battle", "Western ·
 def _run_backend(backend: Any, runs: int, max_tokens: int) -> dict[str, Any]:
     schema = persona_json_schema(HISTORY, NOVEL, max_interests=2, n_explore=1, summary_max_length=150, reason_max_length=80)
     res: dict[str, Any] = {"model": backend.model_name}
-    for mode, kw in (("free", {}), ("json_schema", {"json_schema": schema})):
-        lat, tps, toks = [], [], []
+    from personarec.personas.backends.base import LLMError
+
+    for mode, kw, limit in (("free", {}, max_tokens), ("json_schema", {"json_schema": schema}, 4 * max_tokens)):
+        lat, tps, toks, errors = [], [], [], []
         for i in range(runs):
-            g = backend.generate(MESSAGES, max_tokens=max_tokens, temperature=0.0, seed=i, **kw)
+            try:
+                g = backend.generate(MESSAGES, max_tokens=limit, temperature=0.7, seed=i, **kw)
+            except LLMError as exc:
+                errors.append(str(exc)[:200])
+                continue
             lat.append(g.latency_s)
             toks.append(g.completion_tokens)
             tps.append(g.completion_tokens / g.latency_s)
+        if not lat:
+            res[mode] = {"runs": runs, "errors": errors}
+            continue
         res[mode] = {
             "runs": runs,
+            "max_tokens": limit,
+            "errors": errors,
             "latency_s_median": statistics.median(lat),
             "completion_tokens_median": statistics.median(toks),
             "tokens_per_s_median": statistics.median(tps),
