@@ -12,6 +12,8 @@ from personarec.distill.base_model import base_gguf
 from personarec.distill.export import permute_rows, write_adapter_gguf, write_merged_gguf
 from personarec.distill.student import load_student
 
+pytestmark = pytest.mark.slow  # trains the shared tiny student (~6 LoRA steps) once per session
+
 
 @pytest.fixture(scope="module")
 def student(trained_student):
@@ -66,6 +68,7 @@ def _llama_logits(model_path, ids, lora_path=None):
         m.close()
 
 
+@pytest.mark.llm
 def test_llamacpp_with_adapter_matches_transformers_peft(student, adapter_gguf):
     cfg, examples, model, tok = student
     ids = _prompt_ids(tok, examples[0].prompt) + tok.encode('{"summary": "Enjoys', add_special_tokens=False)
@@ -82,6 +85,7 @@ def test_llamacpp_with_adapter_matches_transformers_peft(student, adapter_gguf):
     assert lc.argmax() == hf.argmax()
 
 
+@pytest.mark.llm
 def test_merged_gguf_matches_the_adapter(student, adapter_gguf, tmp_path):
     cfg, examples, model, tok = student
     merged = write_merged_gguf(model, base_gguf(cfg), tmp_path / "merged.gguf", "Q8_0")
@@ -91,6 +95,7 @@ def test_merged_gguf_matches_the_adapter(student, adapter_gguf, tmp_path):
     assert np.corrcoef(with_adapter, folded)[0, 1] > 0.99
 
 
+@pytest.mark.llm
 def test_constrained_student_output_is_grounded(student, adapter_gguf):
     """The embedded backend with the adapter loaded, under the persona JSON-schema grammar."""
     pytest.importorskip("llama_cpp")
