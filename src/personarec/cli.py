@@ -10,6 +10,7 @@ import importlib
 import sys
 
 import typer
+from rich.markup import escape
 
 from personarec.cli_common import console
 from personarec.errors import PersonarecError
@@ -32,6 +33,7 @@ SUBCOMMANDS = [
     ("personarec.evaluate.commands", "evaluate"),
     ("personarec.distill.commands", "distill"),
     ("personarec.serve.commands", "serve"),
+    ("personarec.config_commands", "config"),
 ]
 
 for module_name, name in SUBCOMMANDS:
@@ -60,7 +62,7 @@ def main() -> None:
     try:
         app()
     except PersonarecError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line, whatever the width
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
