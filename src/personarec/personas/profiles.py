@@ -121,7 +121,9 @@ class ProfileBuilder:
     attributes it reads), so ``UserProfiles.build`` and per-sequence profiles cannot drift.
     """
 
-    def __init__(self, space: ItemSpace, transitions: TransitionStats, config: PersonasConfig | None = None) -> None:
+    def __init__(
+        self, space: ItemSpace, transitions: TransitionStats, config: PersonasConfig | None = None
+    ) -> None:
         self.space = space
         self.transitions = transitions
         self.config = (config or PersonasConfig()).model_copy(update={"hindsight": False})
@@ -129,7 +131,9 @@ class ProfileBuilder:
         self.by_name = space.cluster_by_name()
 
     @classmethod
-    def from_split(cls, split: Split, space: ItemSpace, config: PersonasConfig | None = None) -> ProfileBuilder:
+    def from_split(
+        cls, split: Split, space: ItemSpace, config: PersonasConfig | None = None
+    ) -> ProfileBuilder:
         return cls(space, TransitionStats.fit(split.history("train"), space.fine, space.n_fine), config)
 
     def context(self, history: UserHistory) -> PersonaContext:
@@ -143,10 +147,20 @@ class ProfileBuilder:
             assert persona is not None
             payload: dict[str, Any] = persona.model_dump()
         else:
-            payload = fallback_payload(self.context(history), self.config.max_interests, self.config.max_explore)
+            payload = fallback_payload(
+                self.context(history), self.config.max_interests, self.config.max_explore
+            )
         by_name, names = self.by_name, self.space.fine_names
-        ints = [(by_name[i["cluster"]], float(i["weight"])) for i in payload["interests"] if i["cluster"] in by_name]
-        exps = [(by_name[e["cluster"]], str(e.get("reason", ""))) for e in payload["explore"] if e["cluster"] in by_name]
+        ints = [
+            (by_name[i["cluster"]], float(i["weight"]))
+            for i in payload["interests"]
+            if i["cluster"] in by_name
+        ]
+        exps = [
+            (by_name[e["cluster"]], str(e.get("reason", "")))
+            for e in payload["explore"]
+            if e["cluster"] in by_name
+        ]
         text = persona_text(payload["summary"], [names[c] for c, _ in ints], [names[c] for c, _ in exps])
         return UserProfile(
             user_id=history.user_id, version=history.version, summary=payload["summary"], text=text,

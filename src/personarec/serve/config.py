@@ -6,21 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from personarec.recommend.persona_ranking import RankingConfig
 from personarec.serve.queue import QueueConfig
-
-
-class RankingConfig(BaseModel):
-    """How the persona shapes a ranking computed by the trained model."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    interest_boost: float = Field(
-        0.1, ge=0.0, description="added to the model's percentile rank (0..1) x interest weight of the item's cluster"
-    )
-    added_topic_weight: float = Field(0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added")
-    explore_default: float = Field(0.2, ge=0.0, le=1.0, description="share of the list given to explore topics")
-    max_history: int = Field(200, ge=1, description="most recent events fed to the model")
-    exclude_seen: bool = Field(True, description="never recommend an item already in the history")
 
 
 class ServeConfig(BaseModel):

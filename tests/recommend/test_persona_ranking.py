@@ -6,8 +6,7 @@ import numpy as np
 
 from personarec.items.space import ItemSpace
 from personarec.personas.schema import PersonaEdits
-from personarec.serve.config import RankingConfig
-from personarec.serve.ranking import apply_edits, rank
+from personarec.recommend.persona_ranking import RankingConfig, apply_edits, rank
 from tests.serve.personas_fixtures import make_persona
 
 NAMES = ["drama", "comedy", "noir", "jazz"]
@@ -52,3 +51,14 @@ def test_explore_quota_seen_and_blocked():
     assert "noir" not in {r.cluster for r in out}
     assert out[0].kind == "added_topic" and out[0].cluster == "comedy"
     assert len(out) == 27  # 40 items - 3 seen - 10 blocked
+
+
+def test_explore_items_are_spread_through_long_lists():
+    """Every prefix holds its share of explore items (no pile-up at the end of long lists)."""
+    sp = space()
+    prof = apply_edits(make_persona("u", 1, interests=["drama"], explore=["noir", "jazz"]), None)
+    out = rank(scores(), np.zeros(0, np.int32), sp, prof, 30, 0.3, RankingConfig())
+    kinds = [r.kind == "explore" for r in out]
+    assert len(out) == 30 and sum(kinds) == 9
+    for p in range(1, 31):
+        assert abs(sum(kinds[:p]) - p * 0.3) <= 1, f"prefix {p}: {sum(kinds[:p])} explore items"

@@ -15,12 +15,26 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from personarec.items.space import ItemSpace
 from personarec.personas.schema import Persona, PersonaEdits
-from personarec.serve.config import RankingConfig
 
 Kind = Literal["interest", "added_topic", "model", "explore"]
+
+
+class RankingConfig(BaseModel):
+    """How the persona shapes a ranking computed by the trained model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interest_boost: float = Field(
+        0.1, ge=0.0, description="added to the model's percentile rank (0..1) x interest weight of the item's cluster"
+    )
+    added_topic_weight: float = Field(0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added")
+    explore_default: float = Field(0.2, ge=0.0, le=1.0, description="share of the list given to explore topics")
+    max_history: int = Field(200, ge=1, description="most recent events fed to the model")
+    exclude_seen: bool = Field(True, description="never recommend an item already in the history")
 
 
 @dataclass
@@ -146,9 +160,35 @@ def rank(
                 else:
                     kind, reason = "model", f"Ranked highly by the {model_name or 'recommendation'} model for your history."
                 exploit.append(Ranked(int(i), float(cand[i]), kind, name, reason))
-    # spread explore items evenly through the list
-    out = list(exploit)
-    for j, r in enumerate(explore_picks):
-        pos = min(len(out), (j + 1) * (k // (len(explore_picks) + 1)) + j)
-        out.insert(pos, r)
+    # spread explore items so that every prefix of the list holds its share of them
+    kinds = quota_schedule(len(exploit), len(explore_picks), len(explore_picks) / max(k, 1))
+    exploit_it, explore_it = iter(exploit), iter(explore_picks)
+    out = [next(explore_it) if is_explore else next(exploit_it) for is_explore in kinds]
+    out.extend(explore_it)  # only when the exploit pool ran short
     return out[:k]
+
+
+def quota_schedule(n_exploit: int, n_explore: int, quota: float) -> list[bool]:
+    """Slot kinds (True = explore) such that every prefix of length ``p`` holds
+    ``round(p * quota)`` explore slots (halves round down: exploit first), while both pools last.
+    When the explore pool runs out, exploit items continue alone; when the exploit pool runs out,
+    the list stops (explore items are never piled up at the end, which would break the quota of
+    longer prefixes)."""
+
+    def due(p: int) -> int:
+        return int(np.ceil(p * quota - 0.5 - 1e-9))
+
+    kinds: list[bool] = []
+    e = x = 0
+    while True:
+        p = len(kinds) + 1
+        want_explore = due(p) > due(p - 1)
+        if want_explore and e < n_explore:
+            kinds.append(True)
+            e += 1
+        elif x < n_exploit and (not want_explore or e >= n_explore):
+            kinds.append(False)
+            x += 1
+        else:
+            break
+    return kinds
