@@ -49,9 +49,9 @@ def demo(
     print_summary(space, run.path / "items")
 
     console.rule("[bold]3/6 recommenders")
-    from personarec.recommend.commands import train_models
+    from personarec.recommend.commands import run_context, train_models
 
-    trained = train_models(cfg, run, split, names)
+    trained = train_models(cfg, run, split, names, **{**run_context(cfg, run), "items": space})
 
     console.rule("[bold]4/6 evaluation (full ranking)")
     from personarec.evaluate.commands import run_evaluation

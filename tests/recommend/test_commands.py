@@ -34,3 +34,32 @@ def test_unknown_model_is_a_config_error(tiny_split, tmp_path):
     cfg = load_config(sets=[f"run_dir={tmp_path}"])
     with pytest.raises(ConfigError):
         train_models(cfg, RunDir(tmp_path, cfg), tiny_split, ["nope"])
+
+
+def _space(n_items: int):
+    from personarec.items.space import ItemSpace
+
+    fine = (np.arange(n_items) % 3).astype(np.int32)
+    return ItemSpace(
+        item_ids=np.array([str(i) for i in range(n_items)], dtype=object),
+        embeddings=np.eye(n_items, 4, dtype=np.float32), fine=fine, coarse=np.zeros(n_items, np.int32),
+        semantic_ids=np.stack([fine, np.arange(n_items)], 1).astype(np.int32),
+        fine_names=["a", "b", "c"], coarse_names=["all"], fine_parent=np.zeros(3, np.int32),
+    )  # fmt: skip
+
+
+def test_base_from_reuses_a_trained_model(tiny_split, tmp_path):
+    hybrid = '{"name": "persona_hybrid", "base_from": "popular", "explore_quota": 0.0}'
+    cfg = load_config(sets=[f"run_dir={tmp_path}", f"recommend.models.hybrid={hybrid}"])
+    run = RunDir(tmp_path, cfg)
+    space = _space(tiny_split.n_items)
+    trained = train_models(cfg, run, tiny_split, ["popular", "hybrid"], items=space)
+    assert trained["hybrid"].base is trained["popular"]  # no second training
+    history, users = tiny_split.history("test"), np.arange(tiny_split.n_users)
+    expected = trained["popular"].recommend(users, history, 2)[0]
+    np.testing.assert_array_equal(trained["hybrid"].recommend(users, history, 2)[0], expected)
+    again = train_models(cfg, run, tiny_split, ["hybrid"], items=space)  # base read from RUN_DIR/models/popular
+    np.testing.assert_array_equal(again["hybrid"].recommend(users, history, 2)[0], expected)
+    cfg2 = load_config(sets=[f"run_dir={tmp_path / 'other'}", f"recommend.models.hybrid={hybrid}"])
+    with pytest.raises(ConfigError, match="base_from"):
+        train_models(cfg2, RunDir(tmp_path / "other", cfg2), tiny_split, ["hybrid"], items=space)

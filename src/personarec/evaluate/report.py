@@ -516,3 +516,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, sections
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+# sections that live in their own modules register themselves on import
+from personarec.evaluate import persona_section  # noqa: E402, F401

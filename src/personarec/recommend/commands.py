@@ -50,7 +50,10 @@ def load_or_build_split(cfg: RunConfig) -> Split:
 def train_models(cfg: RunConfig, run: RunDir, split: Split, names: list[str], **context) -> dict[str, Recommender]:
     """Fit each named model on ``split`` and save it under ``run/models/<name>``.
 
-    ``context`` is passed to every ``fit`` (e.g. ``items=ItemSpace``). Returns the fitted models by name.
+    ``context`` is passed to every ``fit`` (e.g. ``items=ItemSpace``). A model whose config has
+    ``base_from = "<key>"`` also gets the model trained earlier in this call under that key as
+    ``base`` (the persona hybrid re-ranks SASRec's list instead of training a second SASRec).
+    Returns the fitted models by name.
     """
     import personarec.recommend.zoo  # noqa: F401
 
@@ -58,6 +61,18 @@ def train_models(cfg: RunConfig, run: RunDir, split: Split, names: list[str], **
     trained: dict[str, Recommender] = {}
     for key in names:
         cls_name, params = rcfg.model_spec(key)
+        model_context = dict(context)
+        base_from = params.pop("base_from", None)
+        if base_from is not None:
+            saved = run.path / "models" / str(base_from)
+            if base_from in trained:
+                model_context["base"] = trained[base_from]
+            elif (saved / "config.json").exists():
+                model_context["base"] = load_recommender(saved)
+            else:
+                raise ConfigError(
+                    f"recommend.models.{key}.base_from = {base_from!r}: train {base_from!r} first (or list it before {key!r})"
+                )
         if cls_name not in RECOMMENDERS:
             raise ConfigError(f"unknown recommender {cls_name!r}; available: {sorted(RECOMMENDERS)}")
         fields = RECOMMENDERS[cls_name].config_class.model_fields
@@ -71,7 +86,7 @@ def train_models(cfg: RunConfig, run: RunDir, split: Split, names: list[str], **
             start = time.perf_counter()
             own_bar = "show_progress" in fields  # models with their own progress bar
             with nullcontext() if own_bar else console.status(f"fitting {key}"):
-                model.fit(split, **context)
+                model.fit(split, **model_context)
             fit_seconds = time.perf_counter() - start
             path = model.save(run.file("models", key))
             entry.update(config=model.get_config(), fit_seconds=round(fit_seconds, 3), path=str(path))
@@ -80,6 +95,24 @@ def train_models(cfg: RunConfig, run: RunDir, split: Split, names: list[str], **
                     entry[attr] = getattr(model, attr)
         trained[key] = model
     return trained
+
+
+def run_context(cfg: RunConfig, run: RunDir) -> dict[str, object]:
+    """Shared artifacts of the run that persona-aware models use: the item space (RUN_DIR/items)
+    and the persona store, when they exist. Models that need them and do not get them say so."""
+    from personarec.items.space import ItemSpace
+    from personarec.personas.config import PersonasConfig
+
+    context: dict[str, object] = {}
+    if (run.path / "items").exists():
+        context["items"] = ItemSpace.load(run.path / "items")
+    pcfg: PersonasConfig = cfg.section("personas", PersonasConfig)  # type: ignore[assignment]
+    store_path = run.path / pcfg.store
+    if "://" not in pcfg.store and store_path.exists():
+        from personarec.serve.store.sqlite import SQLiteStore
+
+        context["persona_store"] = SQLiteStore(store_path)
+    return context
 
 
 def load_models(run: RunDir, names: list[str] | None = None) -> dict[str, Recommender]:
@@ -106,7 +139,7 @@ def train(
     names = parse_models(models, rcfg)
     split = load_or_build_split(cfg)
     run = RunDir(cfg.run_dir, cfg)
-    trained = train_models(cfg, run, split, names)
+    trained = train_models(cfg, run, split, names, **run_context(cfg, run))
     table = Table(title=f"trained on {split.protocol.dataset} ({split.n_users} users, {split.n_items} items)")
     for col in ("model", "class", "fit seconds", "saved to"):
         table.add_column(col)
