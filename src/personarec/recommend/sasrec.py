@@ -104,6 +104,11 @@ class SASRecNet(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [B, L]`` left-padded with 0 -> hidden states ``[B, L, H]`` (pad rows: junk)."""
+        return self.forward_blocks(tokens)[0]
+
+    def forward_blocks(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Hidden states (as :meth:`forward`) and each block's output ``[B, L, H]`` (before the
+        final LayerNorm), from one pass: auxiliary losses on intermediate layers read these."""
         b, length = tokens.shape
         if length > self.max_len:
             raise ValueError(f"sequence length {length} > max_len {self.max_len}")
@@ -116,9 +121,11 @@ class SASRecNet(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         allowed = (causal[None] & real[:, None, :]) | torch.eye(length, dtype=torch.bool, device=tokens.device)[None]
         allowed = allowed[:, None]  # broadcast over heads
+        outputs = []
         for block in self.blocks:
             x = block(x, allowed)
-        return self.final_norm(x)
+            outputs.append(x)
+        return self.final_norm(x), outputs
 
     def item_weights(self) -> torch.Tensor:
         """Output embeddings of the real items ``[n_items, H]`` (tied to the input embeddings)."""
@@ -152,6 +159,7 @@ class SASRec(Recommender):
         self.net: SASRecNet | None = None
         self.history_: list[dict[str, float]] = []  # per-epoch loss / valid NDCG / seconds
         self.best_epoch: int = 0
+        self.epoch_: int = 0  # the epoch being trained (1-based; for subclasses' loss schedules)
 
     @property
     def cfg(self) -> SASRecConfig:
@@ -193,6 +201,11 @@ class SASRec(Recommender):
         logits = hidden[keep] @ self.net.item_weights().T
         return F.cross_entropy(logits, targets[keep] - 1)
 
+    def _epoch_summary(self) -> dict[str, float]:
+        """Extra per-epoch fields for ``history_`` (e.g. an auxiliary loss); called once after each
+        epoch's training steps."""
+        return {}
+
     # -- training ------------------------------------------------------------------------
     def _training_windows(self, history: UserSequences) -> tuple[np.ndarray, list[np.ndarray]]:
         users = np.flatnonzero(history.lengths() >= 2)
@@ -222,6 +235,7 @@ class SASRec(Recommender):
             n_batches = len(_length_buckets(lengths, cfg.batch_size, np.random.default_rng(0)))
             task = progress.add_task("sasrec", total=n_batches)
             for epoch in range(1, cfg.max_epochs + 1):
+                self.epoch_ = epoch
                 progress.reset(task, total=n_batches, description=f"sasrec epoch {epoch}")
                 start = time.perf_counter()
                 net.train()
@@ -239,6 +253,7 @@ class SASRec(Recommender):
                     progress.advance(task)
                 train_seconds = time.perf_counter() - start
                 record = {"epoch": epoch, "loss": total / count, "train_seconds": train_seconds}
+                record.update(self._epoch_summary())
                 if len(valid_users):
                     t0 = time.perf_counter()
                     ndcg = self.validation_ndcg(valid_users, history, valid_targets)
