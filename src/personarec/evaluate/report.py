@@ -237,7 +237,9 @@ def metric_bars(frame: pl.DataFrame, group_col: str, groups: list[str], metrics:
         lo = np.array([rows[g]["ci_low"] if rows[g]["ci_low"] is not None else rows[g]["mean"] for g in xs])
         hi = np.array([rows[g]["ci_high"] if rows[g]["ci_high"] is not None else rows[g]["mean"] for g in xs])
         ax.bar(range(len(xs)), means, color=[colors.get(g, "#888") for g in xs], width=0.7)
-        ax.errorbar(range(len(xs)), means, yerr=[means - lo, hi - means], fmt="none", ecolor="#222", capsize=4, lw=1.2)
+        # clipped: float noise (or a global metric whose CI is not centred) must not break the plot
+        yerr = [np.maximum(means - lo, 0.0), np.maximum(hi - means, 0.0)]
+        ax.errorbar(range(len(xs)), means, yerr=yerr, fmt="none", ecolor="#222", capsize=4, lw=1.2)
         ax.set_xticks(range(len(xs)), xs, rotation=30 if len(xs) > 3 else 0, ha="right" if len(xs) > 3 else "center")
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
