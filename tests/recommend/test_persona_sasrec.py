@@ -277,3 +277,12 @@ def test_ml100k_personas_embedded_with_the_sentence_model(ml100k_split, tmp_path
     assert "MiniLM" in info["model"]
     assert np.isfinite(model.history_[0]["aux_loss"])
     assert model.net.persona_head.proj.in_features == 384
+
+
+def test_early_stopping_waits_for_the_end_of_the_persona_phase():
+    split = cyclic_split(n_users=20)
+    cfg = dict(TINY, max_epochs=12, early_stopping=True, patience=1, lr=1e-6, aux_epochs=4, alpha=0.5)
+    model = PersonaSASRec.from_config(cfg).fit(split, persona_vectors=random_personas(split.n_users))
+    assert model.min_epochs() == 5 and len(model.history_) >= 5  # a flat validation curve cannot stop it earlier
+    plain = PersonaSASRec.from_config(dict(cfg, alpha=0.0)).fit(split, persona_vectors=random_personas(split.n_users))
+    assert plain.min_epochs() == 0 and len(plain.history_) < 5  # alpha = 0 keeps SASRec's rule

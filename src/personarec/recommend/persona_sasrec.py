@@ -174,6 +174,14 @@ class PersonaSASRec(SASRec):
             self._personas = None  # only training reads them
         return self
 
+    def min_epochs(self) -> int:
+        """Early stopping waits for ``patience`` epochs after the persona phase: validation NDCG
+        during that phase measures a model still pulled by the auxiliary loss (on ML-latest-small a
+        noisy epoch-2 peak otherwise stopped training at epoch 7, inside the phase)."""
+        if self.cfg.alpha == 0:
+            return self.cfg.min_epochs
+        return max(self.cfg.min_epochs, self.cfg.aux_epochs + self.cfg.patience)
+
     def aux_active(self) -> bool:
         return self.epoch_ <= self.cfg.aux_epochs
 

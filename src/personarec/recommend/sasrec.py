@@ -201,6 +201,10 @@ class SASRec(Recommender):
         logits = hidden[keep] @ self.net.item_weights().T
         return F.cross_entropy(logits, targets[keep] - 1)
 
+    def min_epochs(self) -> int:
+        """Epochs before early stopping may end training (subclasses with loss schedules raise it)."""
+        return self.cfg.min_epochs
+
     def _epoch_summary(self) -> dict[str, float]:
         """Extra per-epoch fields for ``history_`` (e.g. an auxiliary loss); called once after each
         epoch's training steps."""
@@ -268,7 +272,7 @@ class SASRec(Recommender):
                         waited += 1
                     progress.update(task, description=f"sasrec epoch {epoch} ndcg@{cfg.eval_k}={ndcg:.4f} best={best_score:.4f}")
                 self.history_.append(record)
-                if len(valid_users) and waited >= cfg.patience and epoch >= cfg.min_epochs:
+                if len(valid_users) and waited >= cfg.patience and epoch >= self.min_epochs():
                     break
         if best_state is not None:
             net.load_state_dict(best_state)
