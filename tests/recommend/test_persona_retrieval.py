@@ -16,12 +16,10 @@ from personarec.items.space import ItemSpace
 from personarec.personas.profiles import ProfileBuilder, UserProfiles
 from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
 from personarec.recommend.base import Recommender, build_recommender, load_recommender
-from personarec.recommend.persona_retrieval import (
-    ClusterIndex,
-    PersonaHybrid,
-    PersonaRetrieval,
-    quota_schedule,
-)
+from personarec.recommend.cluster_index import ClusterIndex
+from personarec.recommend.persona_hybrid import PersonaHybrid
+from personarec.recommend.persona_ranking import quota_schedule
+from personarec.recommend.persona_retrieval import PersonaRetrieval
 from tests.recommend.conftest import make_split
 
 N_FINE, PER, DIM = 12, 15, 16

@@ -1,5 +1,11 @@
 """Import every built-in recommender so that each registers itself by name."""
 
-from personarec.recommend import ease, itemknn, popular, sasrec  # noqa: F401
-from personarec.recommend import persona_sasrec  # noqa: F401
-from personarec.recommend import persona_retrieval  # noqa: F401
+from personarec.recommend import (  # noqa: F401
+    ease,
+    itemknn,
+    persona_hybrid,
+    persona_retrieval,
+    persona_sasrec,
+    popular,
+    sasrec,
+)
