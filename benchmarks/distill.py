@@ -123,7 +123,7 @@ def run_dataset(name: str, args: argparse.Namespace, sasrec: dict[str, Any]) -> 
         base, base_s = fit("sasrec", dict(sasrec, seed=seed), split)
         log(f"{name} seed {seed}: sasrec {base_s:.0f}s, best epoch {base.best_epoch}")
         retrieval, retrieval_s = fit("persona_retrieval", dict(RETRIEVAL, explore_quota=args.quota), split, items=space, base=base, persona_store=store)
-        distilled, dist_s = fit("persona_sasrec", dict(sasrec, **PERSONA, seed=seed), split, items=space, persona_vectors=vectors)
+        distilled, dist_s = fit("persona_sasrec", dict(sasrec, **PERSONA, seed=seed), split, items=space, persona_vectors=vectors, persona_profiles=profiles)
         log(f"{name} seed {seed}: persona_sasrec {dist_s:.0f}s, best epoch {distilled.best_epoch}")
         hybrid, _ = fit("persona_hybrid", {"explore_quota": args.quota}, split, items=space, base=base, persona_store=store)
         hybrid_p, _ = fit("persona_hybrid", {"explore_quota": args.quota}, split, items=space, base=distilled, persona_store=store)

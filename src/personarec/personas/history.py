@@ -169,6 +169,34 @@ def future_items(split: Split, stage: Stage) -> UserSequences:
     return UserSequences.from_frame(frame, split.n_users)
 
 
+def build_context(
+    history: UserHistory,
+    space: ItemSpace,
+    transitions: TransitionStats,
+    config: PersonasConfig,
+    titles: list[str],
+    next_items: np.ndarray | None = None,
+) -> PersonaContext:
+    """Cluster statistics and explore candidates of one history (``next_items``: hindsight events,
+    validation only). Needs no split: saved recommenders rebuild contexts of live histories."""
+    pc = config.prompt
+    stats = cluster_stats(history.items, space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1))
+    weights = {s.cluster: s.weight for s in stats}
+    k = config.n_candidates
+    candidates = transitions.candidates(weights, k) if stats else []
+    future = None
+    if next_items is not None and len(next_items):
+        future = cluster_stats(next_items, space, pc.recency_half_life, 1)
+        novel = [s.cluster for s in future if s.cluster not in weights and s.cluster not in candidates]
+        if novel:  # the clusters the user really went on to must be choosable
+            candidates = candidates[: max(0, k - len(novel))] + novel[:k]
+    return PersonaContext(
+        history=history, stats=stats, candidates=candidates, titles=titles,
+        fine_names=space.fine_names, hindsight=future,
+        candidate_sources=transitions.sources(weights, candidates),
+    )  # fmt: skip
+
+
 class ContextBuilder:
     """Builds :class:`PersonaContext` objects for the users of one split (no LLM needed).
 
@@ -194,24 +222,7 @@ class ContextBuilder:
 
     def context_for(self, history: UserHistory, next_items: np.ndarray | None = None) -> PersonaContext:
         """Context for any history (``next_items``: hindsight events, validation only)."""
-        pc = self.config.prompt
-        stats = cluster_stats(
-            history.items, self.space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1)
-        )
-        weights = {s.cluster: s.weight for s in stats}
-        k = self.config.n_candidates
-        candidates = self.transitions.candidates(weights, k) if stats else []
-        future = None
-        if next_items is not None and len(next_items):
-            future = cluster_stats(next_items, self.space, pc.recency_half_life, 1)
-            novel = [s.cluster for s in future if s.cluster not in weights and s.cluster not in candidates]
-            if novel:  # the clusters the user really went on to must be choosable
-                candidates = candidates[: max(0, k - len(novel))] + novel[:k]
-        return PersonaContext(
-            history=history, stats=stats, candidates=candidates, titles=self.titles,
-            fine_names=self.space.fine_names, hindsight=future,
-            candidate_sources=self.transitions.sources(weights, candidates),
-        )  # fmt: skip
+        return build_context(history, self.space, self.transitions, self.config, self.titles, next_items)
 
     def context(self, user_idx: int) -> PersonaContext:
         history = user_history(self.split, user_idx, self.stage, self.sequences)

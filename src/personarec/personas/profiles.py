@@ -22,7 +22,7 @@ from personarec.data.splits import Split
 from personarec.items.space import ItemSpace
 from personarec.personas.config import PersonasConfig
 from personarec.personas.fallback import fallback_payload
-from personarec.personas.history import ContextBuilder, PersonaContext, Stage, UserHistory, user_history
+from personarec.personas.history import PersonaContext, Stage, UserHistory, build_context, user_history
 from personarec.personas.schema import Persona
 from personarec.personas.transitions import TransitionStats
 from personarec.serve.store.base import PersonaStore
@@ -56,15 +56,14 @@ class UserProfiles:
         config: PersonasConfig | None = None,
     ) -> UserProfiles:
         """Profiles of all users of ``split`` for the history ``stage`` (no LLM is called)."""
-        config = (config or PersonasConfig()).model_copy(update={"history_stage": stage, "hindsight": False})
-        builder = ContextBuilder(split, space, config)
-        profiler = ProfileBuilder(space, builder.transitions, config)
+        profiler = ProfileBuilder.from_split(split, space, config)
+        sequences = split.history(stage)
         texts: list[str] = []
         interests: list[list[tuple[int, float]]] = []
         explore: list[list[int]] = []
         from_llm = np.zeros(split.n_users, dtype=bool)
         for u in range(split.n_users):
-            history = user_history(split, u, stage, builder.sequences)
+            history = user_history(split, u, stage, sequences)
             profile = profiler.profile(history, store.get(history.user_id) if store is not None else None)
             from_llm[u] = profile.from_llm
             interests.append(profile.interests)
@@ -116,9 +115,8 @@ class ProfileBuilder:
 
     Needs only the item space, the TRAINING transition statistics (explore candidates of the
     fallback persona) and the personas config, so a saved recommender can rebuild profiles for
-    the live histories it is asked to score. The fallback context is computed by the very same
-    code as :meth:`ContextBuilder.context_for` (called on this object, which carries the
-    attributes it reads), so ``UserProfiles.build`` and per-sequence profiles cannot drift.
+    the live histories it is asked to score. The fallback context comes from
+    :func:`~personarec.personas.history.build_context`, the same function persona generation uses.
     """
 
     def __init__(
@@ -127,7 +125,6 @@ class ProfileBuilder:
         self.space = space
         self.transitions = transitions
         self.config = (config or PersonasConfig()).model_copy(update={"hindsight": False})
-        self.titles: list[str] = []  # read by context_for only for prompts; the fallback ignores it
         self.by_name = space.cluster_by_name()
 
     @classmethod
@@ -138,7 +135,7 @@ class ProfileBuilder:
 
     def context(self, history: UserHistory) -> PersonaContext:
         """The fallback persona's context (statistics + explore candidates) of ``history``."""
-        return ContextBuilder.context_for(self, history)  # type: ignore[arg-type]
+        return build_context(history, self.space, self.transitions, self.config, titles=[])  # no prompt here
 
     def profile(self, history: UserHistory, persona: Persona | None = None) -> UserProfile:
         """``persona`` (a stored LLM persona) is used only if :func:`usable` for this history."""
@@ -168,13 +165,13 @@ class ProfileBuilder:
         )  # fmt: skip
 
     def for_sequence(
-        self, user_id: str, items: np.ndarray, store: PersonaStore | None = None, user_idx: int = -1
+        self, user_id: str, items: np.ndarray, persona: Persona | None = None, user_idx: int = -1
     ) -> UserProfile:
-        """Profile of ``user_id`` whose chronological history is ``items`` (the stored persona is
-        used when its version equals ``len(items)``, else the fallback persona of ``items``)."""
+        """Profile of ``user_id`` whose chronological history is ``items`` (``persona``, the stored
+        one, is used when its version equals ``len(items)``, else the fallback persona of ``items``)."""
         items = np.asarray(items, dtype=np.int32)
         history = UserHistory(
             user_idx=int(user_idx), user_id=str(user_id), items=items,
             timestamps=np.zeros(len(items), dtype=np.int64), stage="live",
         )  # fmt: skip
-        return self.profile(history, store.get(str(user_id)) if store is not None else None)
+        return self.profile(history, persona)

@@ -17,9 +17,8 @@ from personarec.data.splits import UserSequences
 from personarec.recommend.base import (
     register,
 )
-from personarec.recommend.persona_ranking import Ranked, RankingConfig, rank
-
-from personarec.recommend.persona_model import PersonaModelConfig, PersonaModel, percentile
+from personarec.recommend.persona_model import PersonaModel, PersonaModelConfig
+from personarec.recommend.persona_ranking import Ranked, RankingConfig, percentile, rank
 
 
 class PersonaHybridConfig(PersonaModelConfig):

@@ -82,7 +82,6 @@ class PersonaModel(Recommender):
     """Fit/persistence/profile plumbing shared by the two persona recommenders."""
 
     config_class = PersonaModelConfig
-    uses_base: bool = True
 
     def __init__(self, config: PersonaModelConfig | None = None) -> None:
         super().__init__(config)
@@ -104,7 +103,7 @@ class PersonaModel(Recommender):
 
     # -- fitting ------------------------------------------------------------------------------
     def _needs_base(self) -> bool:
-        return self.uses_base
+        return True
 
     def _base_spec(self) -> dict[str, Any] | None:
         return getattr(self.cfg, "base", None)
@@ -172,7 +171,7 @@ class PersonaModel(Recommender):
         if hit is not None:
             self._profiles.move_to_end(key)
             return hit
-        prof = self.builder.profile(_history(user, user_id, items), persona)
+        prof = self.builder.for_sequence(user_id, items, persona, user_idx=int(user))
         if self.cfg.profile_cache:
             self._profiles[key] = prof
             while len(self._profiles) > self.cfg.profile_cache:
@@ -305,18 +304,6 @@ class PersonaModel(Recommender):
         self._after_fit(fitting=False)
 
 
-def _history(user: int, user_id: str, items: np.ndarray):
-    from personarec.personas.history import UserHistory
-
-    return UserHistory(
-        user_idx=int(user),
-        user_id=user_id,
-        items=items,
-        timestamps=np.zeros(len(items), np.int64),
-        stage="live",
-    )
-
-
 def _user_items(user: int, history: UserSequences | np.ndarray) -> np.ndarray:
     return history[int(user)] if isinstance(history, UserSequences) else np.asarray(history, dtype=np.int32)
 
@@ -327,17 +314,3 @@ def _single(user: int, seq: np.ndarray) -> UserSequences:
     indptr = np.zeros(int(user) + 2, dtype=np.int64)
     indptr[-1] = len(seq)
     return UserSequences(indptr=indptr, items=seq, timestamps=np.zeros(len(seq), dtype=np.int64))
-
-
-def percentile(scores: np.ndarray) -> np.ndarray:
-    """Row-wise percentile ranks in (0, 1] (1 = best; stable ties by index), like recommend.persona_ranking."""
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float32))
-    n = s.shape[1]
-    order = np.argsort(-s, axis=1, kind="stable")
-    z = np.empty_like(s)
-    np.put_along_axis(
-        z, order, np.broadcast_to(1.0 - np.arange(n, dtype=np.float32) / max(n, 1), s.shape), axis=1
-    )
-    return z
-
-

@@ -100,8 +100,7 @@ def rank(
     s = np.array(scores, dtype=np.float32, copy=True)
     n = len(s)
     s[~np.isfinite(s)] = -np.inf
-    z = np.empty(n, dtype=np.float32)
-    z[np.argsort(-s, kind="stable")] = 1.0 - np.arange(n, dtype=np.float32) / max(n, 1)
+    z = percentile(s)[0]
     z[~np.isfinite(s)] = -np.inf
     if config.exclude_seen and len(seen):
         z[seen[(seen >= 0) & (seen < n)]] = -np.inf
@@ -166,6 +165,17 @@ def rank(
     out = [next(explore_it) if is_explore else next(exploit_it) for is_explore in kinds]
     out.extend(explore_it)  # only when the exploit pool ran short
     return out[:k]
+
+
+def percentile(scores: np.ndarray) -> np.ndarray:
+    """Row-wise percentile ranks in (0, 1] (1 = best, stable ties by index): ranks, not raw scores,
+    so a persona's pull is the same for every model and score scale."""
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float32))
+    n = s.shape[1]
+    order = np.argsort(-s, axis=1, kind="stable")
+    z = np.empty_like(s)
+    np.put_along_axis(z, order, np.broadcast_to(1.0 - np.arange(n, dtype=np.float32) / max(n, 1), s.shape), axis=1)
+    return z
 
 
 def quota_schedule(n_exploit: int, n_explore: int, quota: float) -> list[bool]:

@@ -24,10 +24,9 @@ from personarec.personas.profiles import UserProfile
 from personarec.recommend.base import (
     register,
 )
-from personarec.recommend.persona_ranking import Ranked, quota_schedule
-
 from personarec.recommend.cluster_index import ClusterIndex
-from personarec.recommend.persona_model import PersonaModelConfig, PersonaModel, percentile
+from personarec.recommend.persona_model import PersonaModel, PersonaModelConfig
+from personarec.recommend.persona_ranking import Ranked, percentile, quota_schedule
 
 
 class PersonaRetrievalConfig(PersonaModelConfig):

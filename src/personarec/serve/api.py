@@ -29,7 +29,7 @@ from personarec.personas.schema import Persona, PersonaEdits
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
-from personarec.recommend.persona_ranking import RankingConfig, apply_edits, edited_persona, rank
+from personarec.recommend.persona_ranking import apply_edits, edited_persona, rank
 from personarec.serve.store.base import ServingStore
 from personarec.serve.worker import LAG_BUCKETS
 

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from personarec.errors import ConfigError
 from personarec.personas.config import PersonasConfig
-from personarec.personas.history import PersonaContext, UserHistory, cluster_stats
+from personarec.personas.history import PersonaContext, UserHistory, build_context
 from personarec.personas.schema import Persona, Provenance
 from personarec.serve.assets import LiveHistory, ServingAssets
 from personarec.serve.config import ServeConfig
@@ -84,15 +84,7 @@ class FallbackWriter(PersonaWriter):
         self.transitions = TransitionStats.fit(assets.split.history("train"), space.fine, space.n_fine)
 
     def context(self, history: LiveHistory) -> PersonaContext:
-        pc = self.personas.prompt
-        space = self.assets.space
-        stats = cluster_stats(history.items, space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1))
-        weights = {s.cluster: s.weight for s in stats}
-        candidates = self.transitions.candidates(weights, self.personas.n_candidates) if stats else []
-        return PersonaContext(
-            history=to_user_history(history), stats=stats, candidates=candidates, titles=self.assets.titles,
-            fine_names=space.fine_names,
-        )  # fmt: skip
+        return build_context(to_user_history(history), self.assets.space, self.transitions, self.personas, self.assets.titles)
 
     def write(self, history: LiveHistory) -> WriteResult:
         from personarec.personas.fallback import fallback_persona
