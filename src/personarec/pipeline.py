@@ -54,7 +54,7 @@ def demo(
     console.rule("[bold]3/6 recommenders")
     from personarec.recommend.commands import run_context, train_models
 
-    trained = train_models(cfg, run, split, names, **{**run_context(cfg, run), "items": space})
+    trained = train_models(cfg, run, split, names, **run_context(cfg, run, items=space))
 
     console.rule("[bold]4/6 evaluation (full ranking)")
     from personarec.evaluate.commands import run_evaluation

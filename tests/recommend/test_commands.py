@@ -63,3 +63,19 @@ def test_base_from_reuses_a_trained_model(tiny_split, tmp_path):
     cfg2 = load_config(sets=[f"run_dir={tmp_path / 'other'}", f"recommend.models.hybrid={hybrid}"])
     with pytest.raises(ConfigError, match="base_from"):
         train_models(cfg2, RunDir(tmp_path / "other", cfg2), tiny_split, ["hybrid"], items=space)
+
+
+def test_run_context_finds_the_runs_artifacts(tiny_split, tmp_path):
+    from personarec.recommend.commands import run_context
+    from personarec.serve.store.sqlite import SQLiteStore
+
+    cfg = load_config(sets=[f"run_dir={tmp_path}"])
+    run = RunDir(tmp_path, cfg)
+    assert run_context(cfg, run) == {}  # nothing built yet: models fall back, nothing is created
+    assert not (tmp_path / "personas.db").exists()
+    space = _space(tiny_split.n_items)
+    space.save(tmp_path / "items")
+    SQLiteStore(tmp_path / "personas.db").close()  # what `personarec personas generate` leaves behind
+    context = run_context(cfg, run)
+    assert context["items"].n_items == tiny_split.n_items and "persona_store" in context
+    assert run_context(cfg, run, items=space)["items"] is space  # the caller's copy, not a reload

@@ -116,9 +116,7 @@ def load_models(
         console.print(f"[yellow]training missing models: {', '.join(missing)}[/]")
         from personarec.recommend.commands import run_context
 
-        context = run_context(cfg, run)
-        if items is not None:
-            context["items"] = items
+        context = run_context(cfg, run, items=items)
         trained = _as_mapping(train_models(cfg, run, split, list(missing), **context))
     loader = getattr(base, "load_recommender", None)
     out: dict[str, Recommender] = {}
@@ -138,9 +136,9 @@ def _attach_personas(cfg: RunConfig, run: RunDir, models: dict[str, Recommender]
     attachable = [m for m in models.values() if hasattr(m, "attach")]
     if not attachable:
         return
-    from personarec.recommend.commands import run_context
+    from personarec.recommend.commands import run_persona_store
 
-    store = run_context(cfg, run).get("persona_store")
+    store = run_persona_store(cfg, run)
     if store is not None:
         for model in attachable:
             model.attach(persona_store=store)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -97,21 +98,31 @@ def train_models(cfg: RunConfig, run: RunDir, split: Split, names: list[str], **
     return trained
 
 
-def run_context(cfg: RunConfig, run: RunDir) -> dict[str, object]:
-    """Shared artifacts of the run that persona-aware models use: the item space (RUN_DIR/items)
-    and the persona store, when they exist. Models that need them and do not get them say so."""
-    from personarec.items.space import ItemSpace
-    from personarec.personas.config import PersonasConfig
+def run_persona_store(cfg: RunConfig, run: RunDir):
+    """The run's persona store (the one ``personarec personas generate`` writes), or None while no
+    persona has been generated: persona-aware models then use every user's fallback persona."""
+    from personarec.personas.commands import personas_config, store_url
+    from personarec.serve.store.base import open_store
 
+    url = store_url(run.path, personas_config(cfg))
+    if "://" not in url and not Path(url).exists():
+        return None
+    return open_store(url)
+
+
+def run_context(cfg: RunConfig, run: RunDir, items: object | None = None) -> dict[str, object]:
+    """Shared artifacts of the run that persona-aware models use: the item space (``items`` when
+    the caller holds it, else RUN_DIR/items) and the persona store, when they exist."""
     context: dict[str, object] = {}
-    if (run.path / "items").exists():
-        context["items"] = ItemSpace.load(run.path / "items")
-    pcfg: PersonasConfig = cfg.section("personas", PersonasConfig)  # type: ignore[assignment]
-    store_path = run.path / pcfg.store
-    if "://" not in pcfg.store and store_path.exists():
-        from personarec.serve.store.sqlite import SQLiteStore
+    if items is None and (run.path / "items").exists():
+        from personarec.items.space import ItemSpace
 
-        context["persona_store"] = SQLiteStore(store_path)
+        items = ItemSpace.load(run.path / "items")
+    if items is not None:
+        context["items"] = items
+    store = run_persona_store(cfg, run)
+    if store is not None:
+        context["persona_store"] = store
     return context
 
 
