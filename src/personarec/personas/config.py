@@ -22,7 +22,10 @@ class PromptConfig(BaseModel):
     examples_other: int = Field(0, ge=0, le=5, description="example titles for the other listed clusters")
     max_title_chars: int = Field(60, ge=8, description="titles are cut to this length")
     recency_half_life: float = Field(20.0, gt=0, description="events after which an interaction counts half")
-    domain: str = Field("movie", description="what the items are, used in the system prompt")
+    domain: str | None = Field(
+        None, description="what the items are, used in the system prompt (None = from the data: movie for "
+        "MovieLens, else the commonest top-level category)"
+    )
 
 
 class PersonasConfig(BaseModel):
@@ -45,6 +48,20 @@ class PersonasConfig(BaseModel):
     history_stage: Literal["valid", "test"] = Field(
         "test",
         description="history a persona is built from: valid = training events; test = training + validation",
+    )
+    format: Literal["auto", "compact", "json"] = Field(
+        "auto",
+        description="compact: the model picks history/candidate codes in a few tokens, batched with a shared "
+        "prefix, and the record is composed (needs a local llama.cpp backend); json: one constrained JSON "
+        "call with a free summary (strong OpenAI-compatible models); auto: compact when the backend can batch",
+    )
+    batch_size: int = Field(16, ge=1, le=64, description="users decoded together in one forward pass (compact)")
+    explore_llm_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="compact explore ranking: (1-w) log transition prior + w log p_model over the candidates "
+        "(0 = prior only, 1 = model only)",
     )
     sample_users: int = Field(20, ge=1, description="users the pipeline/demo generates personas for")
     n_candidates: int = Field(

@@ -29,11 +29,13 @@ from personarec.data.splits import Split
 from personarec.errors import ConfigError, DataError
 from personarec.items.space import ItemSpace
 from personarec.personas.backends.base import Generation, LLMBackend, LLMError
+from personarec.personas.compact import CompactWriter
 from personarec.personas.config import PersonasConfig
 from personarec.personas.fallback import fallback_persona
 from personarec.personas.history import ContextBuilder, PersonaContext, UserHistory
 from personarec.personas.prompts import PROMPT_VERSION, PromptBuilder
 from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
+from personarec.personas.summary import check_summary, compose_summary
 from personarec.personas.teacher import Draft, OutputError, build_writer
 from personarec.personas.transitions import TransitionStats
 from personarec.serve.store.base import PersonaStore
@@ -64,6 +66,11 @@ class GenerationReport(BaseModel):
     valid_outputs: int = 0
     first_try_valid: int = 0
     duplicates_removed: int = 0  # repeated topics dropped from otherwise valid answers
+    format: str = "json"
+    batches: int = 0  # compact: forward-pass batches run
+    prefix_tokens: int = 0  # compact: tokens of the shared prefix (evaluated once per decoder)
+    summaries_composed: int = 0  # LLM personas whose summary is composed from the fields
+    summaries_replaced: int = 0  # json: a model summary failed the consistency check and was replaced
     error_counts: dict[str, int] = Field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
@@ -109,6 +116,7 @@ class UserOutcome:
     duplicates_removed: int = 0
     errors: list[str] = field(default_factory=list)
     draft: Draft | None = None
+    summary_replaced: bool = False
 
 
 class _Serialized(LLMBackend):
@@ -154,9 +162,18 @@ class PersonaEngine:
         thread_safe = bool(getattr(backend, "thread_safe", False))
         self.backend = backend if thread_safe or self.config.concurrency == 1 else _Serialized(backend)
         self.seed = self.config.seed if self.config.seed is not None else seed
+        domain = self.config.prompt.domain or domain_of(split)
+        self.config = self.config.model_copy(
+            update={"prompt": self.config.prompt.model_copy(update={"domain": domain})}
+        )
         self.contexts = ContextBuilder(split, space, self.config, transitions=transitions)
         self.builder = PromptBuilder(self.config.prompt, count_tokens=self.backend.count_tokens)
         self.writer = build_writer(self.config.mode, self.builder, self.config, space.fine_names)
+        self.format = resolve_format(self.config, backend)
+        self.compact: CompactWriter | None = None
+        if self.format == "compact":
+            decoder = backend.batch_decoder(self.config.batch_size)  # type: ignore[attr-defined]
+            self.compact = CompactWriter(decoder, self.config, domain, list(space.fine_names))
 
     @property
     def stage(self) -> str:
@@ -170,8 +187,9 @@ class PersonaEngine:
         return self.contexts.context_for(history, next_items)
 
     # -- one user --------------------------------------------------------------------------
-    def _provenance(self, ctx: PersonaContext, draft: Draft, attempts: int) -> Provenance:
+    def _provenance(self, ctx: PersonaContext, draft: Draft, attempts: int, **extra: Any) -> Provenance:
         return Provenance(
+            **extra,
             model=draft.model or self.backend.model_name,
             backend=self.backend.name,
             prompt_version=f"{PROMPT_VERSION}/{self.config.prompt.mode}",
@@ -209,7 +227,7 @@ class PersonaEngine:
                     summary=draft.payload["summary"],
                     interests=[Interest(**i) for i in draft.payload["interests"]],
                     explore=[ExploreTopic(**e) for e in draft.payload["explore"]],
-                    provenance=self._provenance(ctx, _merge(total, draft), out.attempts),
+                    provenance=self._provenance(ctx, _merge(total, draft), out.attempts, format=self.format),
                 )
             except LLMError as exc:
                 out.errors.append(f"llm_error: {exc}")
@@ -226,13 +244,118 @@ class PersonaEngine:
                 out.valid_outputs += 1
                 out.first_try_valid = attempt == 0
                 out.duplicates_removed = int(draft.steps.get("duplicates_removed", 0))
-                out.persona, out.status = persona, "generated"
+                out.persona, out.status = self._checked_summary(ctx, persona, out), "generated"
                 return out
             _merge(total, draft)
-        out.persona = fallback_persona(
-            ctx, self._provenance(ctx, total, out.attempts), cfg.max_interests, cfg.max_explore
-        )
+        prov = self._provenance(ctx, total, out.attempts, format=self.format, summary_source="composed")
+        out.persona = fallback_persona(ctx, prov, cfg.max_interests, cfg.max_explore)
         return out
+
+
+    def _checked_summary(self, ctx: PersonaContext, persona: Persona, out: UserOutcome) -> Persona:
+        """A model-written summary that disagrees with the fields is replaced by the composed one."""
+        payload = {"interests": [i.model_dump() for i in persona.interests], "explore": [e.model_dump() for e in persona.explore]}
+        problems = check_summary(persona.summary, payload, self.space.fine_names)
+        if not problems:
+            return persona
+        out.summary_replaced = True
+        out.errors.append("summary: " + "; ".join(problems))
+        summary = compose_summary(payload["interests"], payload["explore"], ctx, self.config.summary_max_chars)
+        prov = persona.provenance.model_copy(update={"summary_source": "composed"})
+        return persona.model_copy(update={"summary": summary, "provenance": prov})
+
+    def _fallback(self, ctx: PersonaContext, errors: list[str], attempts: int = 1) -> UserOutcome:
+        out = UserOutcome(None, "fallback", attempts=attempts, errors=errors)
+        prov = self._provenance(ctx, Draft(payload={}), attempts, format=self.format, summary_source="composed")
+        out.persona = fallback_persona(ctx, prov, self.config.max_interests, self.config.max_explore)
+        return out
+
+    def personas_for(self, contexts: Sequence[PersonaContext]) -> list[UserOutcome]:
+        """Write personas for several users: batched with the compact writer, one by one otherwise.
+        Never raises for model trouble; every user gets an outcome (generated, fallback, unusable)."""
+        if self.compact is None:
+            return [self.persona_for(c) for c in contexts]
+        outs: list[UserOutcome | None] = [None] * len(contexts)
+        todo = []
+        for i, ctx in enumerate(contexts):
+            if not ctx.stats:
+                outs[i] = UserOutcome(None, "unusable", errors=["empty history"])
+            elif not ctx.candidates:
+                outs[i] = UserOutcome(None, "unusable", errors=["no unseen cluster left to explore"])
+            else:
+                todo.append(i)
+        size = self.config.batch_size
+        for lo in range(0, len(todo), size):
+            chunk = todo[lo : lo + size]
+            for i, out in zip(chunk, self._compact_batch([contexts[i] for i in chunk]), strict=True):
+                outs[i] = out
+        return [o for o in outs if o is not None]
+
+    def _compact_batch(self, contexts: list[PersonaContext]) -> list[UserOutcome]:
+        assert self.compact is not None
+        writer = self.compact
+        pairs = [writer.request(c) for c in contexts]
+        try:
+            results, stats = writer.decoder.run(
+                writer.prefix, [r for r, _ in pairs], temperature=self.config.temperature, seed=self.seed
+            )
+        except LLMError as exc:
+            return [self._fallback(c, [f"llm_error: {exc}"]) for c in contexts]
+        self.last_batch = stats
+        share = stats.seconds / max(len(contexts), 1)
+        outs = []
+        for ctx, (_, program), res in zip(contexts, pairs, results, strict=True):
+            if res.error:
+                outs.append(self._fallback(ctx, [f"llm_error: {res.error}"]))
+                continue
+            try:
+                payload = writer.payload(ctx, writer.choice(ctx, program))
+                draft = Draft(
+                    payload=payload, prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
+                    latency_s=share, calls=1, model=self.backend.model_name,
+                )  # fmt: skip
+                persona = Persona(
+                    user_id=ctx.user_id,
+                    version=ctx.history.version,
+                    summary=payload["summary"],
+                    interests=[Interest(**i) for i in payload["interests"]],
+                    explore=[ExploreTopic(**e) for e in payload["explore"]],
+                    provenance=self._provenance(ctx, draft, 1, format="compact", summary_source="composed"),
+                )
+            except (ValueError, ValidationError) as exc:  # cannot happen by construction; counted if it does
+                outs.append(self._fallback(ctx, [f"schema: {exc}"]))
+                continue
+            outs.append(UserOutcome(persona, "generated", attempts=1, outputs=1, valid_outputs=1, first_try_valid=True))
+        return outs
+
+
+def resolve_format(config: PersonasConfig, backend: LLMBackend) -> str:
+    """``compact`` when asked for or when ``auto`` and the backend can batch; else ``json``."""
+    inner = getattr(backend, "inner", backend)
+    can_batch = hasattr(inner, "batch_decoder")
+    if config.format == "compact" and not can_batch:
+        raise ConfigError(
+            f"personas.format = 'compact' needs a backend with batched decoding (embedded); {backend.name!r} has none"
+        )
+    if config.mode == "teacher":
+        return "json"  # the multi-step teacher writes free text by design
+    if config.format == "auto":
+        return "compact" if can_batch else "json"
+    return config.format
+
+
+def domain_of(split: Split) -> str:
+    """What the items are, from the data: MovieLens -> movie, else the commonest top category."""
+    name = (split.protocol.dataset or "").lower()
+    if name.startswith(("ml-", "movielens")):
+        return "movie"
+    frame = split.catalogue.frame
+    if "category" in frame.columns:
+        cats = [str(c).split(">")[0].split(",")[0].strip(" '\"") for c in frame["category"].drop_nulls().to_list()]
+        cats = [c for c in cats if c]
+        if cats:
+            return Counter(cats).most_common(1)[0][0].lower()
+    return "product"
 
 
 def _merge(total: Draft, part: Draft) -> Draft:
@@ -302,7 +425,7 @@ def generate_personas(
     user_idx = resolve_users(split, users, engine.seed, engine.stage)
     report = GenerationReport(
         backend=backend.name, model=backend.model_name, writer=config.mode, hindsight=config.hindsight,
-        prompt_mode=config.prompt.mode, requested=len(user_idx),
+        prompt_mode=config.prompt.mode, requested=len(user_idx), format=engine.format,
     )  # fmt: skip
     start = time.perf_counter()
     contexts = [engine.context(u) for u in user_idx]
@@ -321,6 +444,9 @@ def generate_personas(
         report.valid_outputs += out.valid_outputs
         report.first_try_valid += int(out.first_try_valid)
         report.duplicates_removed += out.duplicates_removed
+        report.summaries_replaced += int(out.summary_replaced)
+        if out.status == "generated" and out.persona is not None:
+            report.summaries_composed += int(out.persona.provenance.summary_source == "composed")
         for e in out.errors:
             errors[e.split(":", 1)[0]] += 1
         if out.persona is not None:
@@ -346,12 +472,23 @@ def generate_personas(
     if bar:
         bar.start()
     try:
-        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            futures = {pool.submit(engine.persona_for, ctx): ctx for ctx in pending}
-            for fut in as_completed(futures):
-                record(futures[fut], fut.result())  # persona_for never raises for model trouble
+        if engine.compact is not None:
+            size = engine.config.batch_size
+            report.prefix_tokens = len(engine.compact.prefix)
+            for lo in range(0, len(pending), size):
+                chunk = pending[lo : lo + size]
+                for ctx, out in zip(chunk, engine.personas_for(chunk), strict=True):
+                    record(ctx, out)
+                report.batches += 1
                 if bar:
-                    bar.advance(task)
+                    bar.advance(task, len(chunk))
+        else:
+            with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+                futures = {pool.submit(engine.persona_for, ctx): ctx for ctx in pending}
+                for fut in as_completed(futures):
+                    record(futures[fut], fut.result())  # persona_for never raises for model trouble
+                    if bar:
+                        bar.advance(task)
     finally:
         if bar:
             bar.stop()

@@ -67,6 +67,7 @@ class PersonaContext:
     candidate_sources: list[int | None] = field(
         default_factory=list
     )  # history cluster leading to each candidate
+    candidate_scores: list[float] = field(default_factory=list)  # transition prior of each candidate
 
     @property
     def user_id(self) -> str:
@@ -183,6 +184,7 @@ def build_context(
     stats = cluster_stats(history.items, space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1))
     weights = {s.cluster: s.weight for s in stats}
     k = config.n_candidates
+    prior = transitions.scores(weights)
     candidates = transitions.candidates(weights, k) if stats else []
     future = None
     if next_items is not None and len(next_items):
@@ -194,6 +196,7 @@ def build_context(
         history=history, stats=stats, candidates=candidates, titles=titles,
         fine_names=space.fine_names, hindsight=future,
         candidate_sources=transitions.sources(weights, candidates),
+        candidate_scores=[float(prior[c]) for c in candidates],
     )  # fmt: skip
 
 

@@ -160,7 +160,7 @@ class PromptBuilder:
     # -- prompts -----------------------------------------------------------------------------
     def _system(self, template: str, max_interests: int, max_explore: int) -> str:
         return template.format(
-            domain=self.config.domain, max_interests=max_interests, max_explore=max_explore
+            domain=self.config.domain or "item", max_interests=max_interests, max_explore=max_explore
         )
 
     def persona(

@@ -43,6 +43,10 @@ class Provenance(BaseModel):
     hindsight: bool = Field(
         False, description="the writer saw the user's next (validation) events: a training label"
     )
+    format: str = Field("json", description="json: the model wrote the record; compact: it chose codes, the text is composed")
+    summary_source: str = Field(
+        "model", description="model: written by the LLM and checked; composed: built from the fields"
+    )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 

@@ -75,15 +75,22 @@ class TransitionStats:
         Clusters no transition reaches are ranked after by popularity, so ``k`` are always returned
         while enough unseen clusters exist.
         """
+        scores = self.scores(weights)
+        rows = np.fromiter(weights.keys(), dtype=np.int64)
+        excluded = set(int(r) for r in rows) | set(int(c) for c in (exclude or ()))
+        return self._rank(scores, excluded, k)
+
+    def scores(self, weights: Mapping[int, float]) -> np.ndarray:
+        """sum_a w_a * P(b | a) for every cluster b (the explore prior; 0 where no transition leads)."""
+        if not weights:
+            return np.zeros(self.n_clusters)
         rows = np.fromiter(weights.keys(), dtype=np.int64)
         w = np.fromiter(weights.values(), dtype=np.float64)
         sub = self.counts[rows].astype(np.float64)
         row_sums = np.asarray(sub.sum(axis=1)).ravel()
         row_sums[row_sums == 0] = 1.0
         probs = sp.diags(w / row_sums) @ sub
-        scores = np.asarray(probs.sum(axis=0)).ravel()
-        excluded = set(int(r) for r in rows) | set(int(c) for c in (exclude or ()))
-        return self._rank(scores, excluded, k)
+        return np.asarray(probs.sum(axis=0)).ravel()
 
     def sources(self, weights: Mapping[int, float], candidates: Sequence[int]) -> list[int | None]:
         """For each candidate, the user's cluster that contributes most to its score (None: none)."""

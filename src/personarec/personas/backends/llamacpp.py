@@ -45,6 +45,7 @@ class LlamaCppBackend(LLMBackend):
         self._llm: Any = None
         self._lock = threading.RLock()
         self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self._decoders: dict[int, Any] = {}
         self._path = resolve_gguf(self.config.model_path)
 
     @property
@@ -135,6 +136,28 @@ class LlamaCppBackend(LLMBackend):
             model=self.model_name,
         )
 
+    def batch_decoder(self, max_batch: int = 16) -> Any:
+        """A :class:`~personarec.personas.backends.llamacpp_batch.BatchDecoder` on the same GGUF (and
+        LoRA): its own context with ``max_batch`` user sequences over a shared prefix. Created once
+        per ``max_batch`` and kept (the model file is memory-mapped, so it is not loaded twice)."""
+        from personarec.personas.backends.llamacpp_batch import BatchDecoder
+
+        with self._lock:
+            dec = self._decoders.get(max_batch)
+            if dec is None:
+                cfg = self.config
+                dec = BatchDecoder(
+                    self._path,
+                    lora_path=cfg.lora_path,
+                    n_ctx=max(cfg.n_ctx, 1024 + 320 * max_batch),
+                    n_threads=cfg.n_threads or auto_threads(),
+                    max_batch=max_batch,
+                    n_batch=cfg.n_batch,
+                    n_gpu_layers=cfg.n_gpu_layers,
+                )
+                self._decoders[max_batch] = dec
+            return dec
+
     def count_tokens(self, text: str) -> int:
         """Exact count with the model's tokenizer (no BOS)."""
         with self._lock:
@@ -145,6 +168,9 @@ class LlamaCppBackend(LLMBackend):
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
+            for dec in self._decoders.values():
+                dec.close()
+            self._decoders.clear()
 
 
 register_backend(LlamaCppBackend)
