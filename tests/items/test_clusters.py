@@ -94,14 +94,18 @@ def test_rename_hook_sees_clusters_and_names_stay_unique():
 
     def hook(infos):
         seen.extend(infos)
-        return ["Films", ""]  # a poor hook: the empty answer keeps the keyword name
+        return ["Space adventures", ""]  # a faithful answer, and an empty one (keeps the generated name)
 
-    names, _ = name_clusters(labels, 2, terms, facets, titles=frame["title"].to_list(), rename=hook)
-    assert names == ["Films", "Romance" + SEPARATOR + "love"]
+    titles = frame["title"].to_list()
+    plain, _ = name_clusters(labels, 2, terms, facets, titles=titles)
+    names, _ = name_clusters(labels, 2, terms, facets, titles=titles, rename=hook)
+    assert names == ["Space adventures", plain[1]]
     assert [i.size for i in seen] == [3, 3] and "Space Wars (1990)" in seen[0].sample_titles
-
-    names, _ = name_clusters(labels, 2, terms, facets, rename=lambda infos: ["Films"] * len(infos))
-    assert names == ["Films", "Films (2)"]
+    # duplicates and names no member supports are refused: the generated names stay
+    names, _ = name_clusters(labels, 2, terms, facets, titles=titles, rename=lambda infos: ["Space"] * 2)
+    assert names == plain
+    names, _ = name_clusters(labels, 2, terms, facets, titles=titles, rename=lambda infos: ["Cooking", "Gardening"])
+    assert names == plain
     with pytest.raises(ValueError):
         name_clusters(labels, 2, terms, facets, rename=lambda infos: ["only one"])
 

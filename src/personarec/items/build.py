@@ -58,14 +58,17 @@ def build_item_space(
     frame = split.catalogue.frame
     terms, facets = item_terms(frame)
     titles = frame["title"].to_list()
+    # training interactions only: the representative member of a cluster is its most popular one
+    popularity = np.bincount(split.train["item_idx"].to_numpy(), minlength=n) if "item_idx" in split.train.columns else None
+    naming = dict(popularity=popularity, style=config.naming)
     coarse_names, coarse_keywords = name_clusters(
         clustering.coarse, clustering.n_coarse, terms, facets,
-        n_keywords=config.n_keywords, level="coarse", titles=titles, rename=rename,
+        n_keywords=config.n_keywords, level="coarse", titles=titles, rename=rename, **naming,
     )  # fmt: skip
     fine_names, fine_keywords = name_clusters(
         clustering.fine, clustering.n_fine, terms, facets,
         n_keywords=config.n_keywords, level="fine", titles=titles,
-        parent_names=[coarse_names[p] for p in clustering.fine_parent], rename=rename,
+        parent_names=[coarse_names[p] for p in clustering.fine_parent], rename=rename, **naming,
     )  # fmt: skip
     timings["name"] = time.perf_counter() - t
 

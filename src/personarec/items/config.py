@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +41,11 @@ class ItemsConfig(BaseModel):
     )
     kmeans_iter: int = Field(25, ge=1, le=500, description="k-means iterations per clustering")
     n_keywords: int = Field(3, ge=1, le=8, description="keywords in a cluster's name")
+    naming: Literal["readable", "keywords"] = Field(
+        "readable",
+        description="readable: facets + the most popular member, e.g. 'Crime · Thriller (Pulp Fiction)'; "
+        "keywords: the c-TF-IDF keyword names of earlier versions",
+    )
     # -- semantic IDs (RQ-KMeans) ----------------------------------------------------------
     rq_levels: int = Field(3, ge=1, le=8, description="residual k-means levels (the ID has one more digit)")
     rq_codes: int | None = Field(

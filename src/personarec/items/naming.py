@@ -167,6 +167,119 @@ def make_unique(names: list[str], keywords: list[list[str]], sizes: np.ndarray, 
     return result
 
 
+_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<art>The|A|An|Les|La|Le|Il|El|Das|Der|Die)$")
+
+
+def clean_title(title: str, limit: int = 32) -> str:
+    """A member title as a person would say it: no year, "Usual Suspects, The" -> "The Usual
+    Suspects", cut at a word boundary to ``limit`` characters."""
+    t = " ".join(_YEAR.sub(" ", str(title)).split()).strip(" -:,")
+    m = _ARTICLE.match(t)
+    if m:
+        t = f"{m['art']} {m['rest']}"
+    t = t.replace("(", "").replace(")", "")
+    if len(t) > limit:
+        t = t[:limit].rsplit(" ", 1)[0].rstrip(" -:,&") + "…"
+    return t or str(title)[:limit]
+
+
+def representative_members(labels: np.ndarray, n_clusters: int, popularity: np.ndarray | None) -> list[list[int]]:
+    """Members of each cluster, most popular first (training interactions; ties by item index)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    pop = np.zeros(len(labels)) if popularity is None else np.asarray(popularity, dtype=np.float64)
+    order = np.lexsort((np.arange(len(labels)), -pop, labels))
+    bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
+    return [order[bounds[c] : bounds[c + 1]].tolist() for c in range(n_clusters)]
+
+
+def readable_names(
+    labels: np.ndarray,
+    n_clusters: int,
+    terms: list[list[str]],
+    facets: set[str],
+    titles: list[str],
+    popularity: np.ndarray | None = None,
+    *,
+    n_facets: int = 2,
+) -> list[str]:
+    """Names a person understands: ``"Crime · Thriller (Pulp Fiction)"``.
+
+    The head is the cluster's most distinctive facets (genres, category, brand); where the catalogue
+    has none, title words or tags carried by at least a quarter of the members (never a stopword, a
+    number or a word from one or two titles). The tail is the cluster's most popular member.
+    Duplicates take one more facet/word, then a second member; never a numeric suffix.
+    """
+    strong = class_tfidf_keywords(labels, terms, n_clusters, min_share=0.25)
+    members = representative_members(labels, n_clusters, popularity)
+    heads: list[list[str]] = []
+    for c in range(n_clusters):
+        fac = [k for k in strong[c] if k in facets]
+        words = [k for k in strong[c] if k not in facets and len(k) >= 4]
+        heads.append(fac or words)
+    n_head = [min(n_facets, len(h)) for h in heads]
+    n_members = [1] * n_clusters
+
+    def render(c: int) -> str:
+        head = SEPARATOR.join(heads[c][: n_head[c]])
+        tail = " / ".join(clean_title(titles[i]) for i in members[c][: n_members[c]])
+        if not tail:
+            return head or "misc"
+        return f"{head} ({tail})" if head else tail
+
+    names = [render(c) for c in range(n_clusters)]
+    for _ in range(4):  # resolve duplicates: more head terms first, then more members
+        counts: dict[str, int] = {}
+        for n in names:
+            counts[n] = counts.get(n, 0) + 1
+        dup = [c for c in range(n_clusters) if counts[names[c]] > 1]
+        if not dup:
+            break
+        for c in dup:
+            if n_head[c] < len(heads[c]):
+                n_head[c] += 1
+            elif n_members[c] < len(members[c]):
+                n_members[c] += 1
+            names[c] = render(c)
+    return names
+
+
+def validated_renames(
+    names: list[str],
+    answers: Sequence[str | None],
+    labels: np.ndarray,
+    terms: list[list[str]],
+    titles: list[str] | None,
+    max_chars: int = 48,
+) -> list[str]:
+    """Keep a proposed name (an LLM's, a person's) only where it is short, unique and faithful to
+    the members (one of its words is a term or title word of at least a fifth of them); elsewhere
+    the generated name stays."""
+    labels = np.asarray(labels, dtype=np.int64)
+    proposed = [" ".join(str(a or "").split()) for a in answers]
+    counts: dict[str, int] = {}
+    for a in proposed:
+        counts[a.casefold()] = counts.get(a.casefold(), 0) + 1
+    taken = {n.casefold() for n in names}
+    out = list(names)
+    for c, a in enumerate(proposed):
+        if not a or len(a) > max_chars or counts[a.casefold()] > 1:
+            continue
+        if a.casefold() in taken and a.casefold() != names[c].casefold():
+            continue
+        members = np.flatnonzero(labels == c)
+        words = {w for w in _WORD.findall(a.lower()) if len(w) >= 3 and w not in STOPWORDS}
+        bags = []
+        for i in members:
+            bag = {t.lower() for t in terms[i]}
+            if titles is not None:
+                bag |= set(_WORD.findall(str(titles[i]).lower()))
+            bags.append(bag)
+        support = max((sum(w in b for b in bags) for w in words), default=0)
+        if support >= max(1, 0.2 * len(members)):
+            out[c] = a
+    return out
+
+
 def name_clusters(
     labels: np.ndarray,
     n_clusters: int,
@@ -178,13 +291,22 @@ def name_clusters(
     titles: list[str] | None = None,
     parent_names: list[str | None] | None = None,
     rename: RenameHook | None = None,
+    popularity: np.ndarray | None = None,
+    style: str = "readable",
 ) -> tuple[list[str], list[list[str]]]:
-    """Unique names and keyword lists (best first) for clusters ``0..n_clusters-1``."""
+    """Unique names and keyword lists (best first) for clusters ``0..n_clusters-1``.
+
+    ``style="readable"`` (with ``titles``): facets + the most popular member (:func:`readable_names`);
+    ``"keywords"``: the c-TF-IDF keyword names of earlier versions.
+    """
     strict = class_tfidf_keywords(labels, terms, n_clusters)
     # Weaker keywords (few members) only serve to tell apart clusters whose names would collide.
     relaxed = class_tfidf_keywords(labels, terms, n_clusters, min_share=0.0)
     keywords = [s + [k for k in r if k not in s][: max(0, 8 - len(s))] for s, r in zip(strict, relaxed, strict=True)]
-    names = [name_from_keywords(k, facets, n_keywords) for k in strict]
+    if style == "readable" and titles is not None:
+        names = readable_names(labels, n_clusters, terms, facets, titles, popularity, n_facets=min(2, n_keywords))
+    else:
+        names = [name_from_keywords(k, facets, n_keywords) for k in strict]
     sizes = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_clusters)
     if rename is not None:
         infos = [
@@ -202,5 +324,5 @@ def name_clusters(
         answers = list(rename(infos))
         if len(answers) != n_clusters:
             raise ValueError(f"rename hook returned {len(answers)} names for {n_clusters} clusters")
-        names = [(a or "").strip() or names[c] for c, a in enumerate(answers)]
+        names = validated_renames(names, answers, labels, terms, titles)
     return make_unique(names, keywords, sizes, facets, n_keywords), keywords

@@ -89,19 +89,38 @@ class RefreshWorker:
 
     def process(self, job: RefreshJob) -> str:
         """Refresh one claimed job; returns what happened (for logs and tests)."""
-        state = self.store.user_state(job.user_id)
-        if state is None or state.epoch != job.epoch:
-            self.queue.complete(job, None)  # erased since the job was queued
-            return "erased"
-        history = self.assets.live_history(job.user_id, self.store, state, upto_seq=job.target_seq)
-        with Heartbeat(self.queue, job):
-            try:
-                result = self.writer.write(history)
-            except Exception as exc:  # noqa: BLE001 - a writer bug must not kill the worker
-                log.exception("writer failed for %s", job.user_id)
-                from personarec.serve.writers import WriteResult
+        return self.process_many([job])[0]
 
-                result = WriteResult(None, "fallback", [f"error: {type(exc).__name__}: {exc}"])
+    def process_many(self, jobs: list[RefreshJob]) -> list[str]:
+        """Refresh several claimed jobs with one writer call (the compact engine batches them)."""
+        from contextlib import ExitStack
+
+        from personarec.serve.writers import WriteResult
+
+        outcome: dict[int, str] = {}
+        live, histories = [], []
+        for i, job in enumerate(jobs):
+            state = self.store.user_state(job.user_id)
+            if state is None or state.epoch != job.epoch:
+                self.queue.complete(job, None)  # erased since the job was queued
+                outcome[i] = "erased"
+                continue
+            live.append(i)
+            histories.append(self.assets.live_history(job.user_id, self.store, state, upto_seq=job.target_seq))
+        if live:
+            with ExitStack() as stack:
+                for i in live:
+                    stack.enter_context(Heartbeat(self.queue, jobs[i]))
+                try:
+                    results = self.writer.write_many(histories)
+                except Exception as exc:  # noqa: BLE001 - a writer bug must not kill the worker
+                    log.exception("writer failed for %s", [jobs[i].user_id for i in live])
+                    results = [WriteResult(None, "fallback", [f"error: {type(exc).__name__}: {exc}"]) for _ in live]
+            for i, result in zip(live, results, strict=True):
+                outcome[i] = self._finish(jobs[i], result)
+        return [outcome[i] for i in range(len(jobs))]
+
+    def _finish(self, job: RefreshJob, result) -> str:
         stats: dict[str, float] = {"refresh_seconds": result.seconds, "refresh_jobs": 1.0}
         if result.status == "generated" and result.persona is not None:
             persona = result.persona.model_copy(update={"version": job.target_seq})
@@ -122,8 +141,16 @@ class RefreshWorker:
         return "kept"
 
     def run_once(self) -> str | None:
-        job = self.queue.claim(self.owner)
-        return None if job is None else self.process(job)
+        """Claim up to ``writer.batch_size`` due jobs and refresh them together."""
+        jobs = []
+        for _ in range(max(1, int(getattr(self.writer, "batch_size", 1)))):
+            job = self.queue.claim(self.owner)
+            if job is None:
+                break
+            jobs.append(job)
+        if not jobs:
+            return None
+        return self.process_many(jobs)[-1]
 
     def run(self) -> None:
         poll = self.serve.queue.poll_interval_s

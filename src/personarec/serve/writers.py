@@ -42,8 +42,15 @@ class PersonaWriter(ABC):
     def __init__(self, assets: ServingAssets, personas: PersonasConfig, serve: ServeConfig) -> None:
         self.assets, self.personas, self.serve = assets, personas, serve
 
+    #: due users a worker hands over in one :meth:`write_many` call
+    batch_size: int = 1
+
     @abstractmethod
     def write(self, history: LiveHistory) -> WriteResult: ...
+
+    def write_many(self, histories: list[LiveHistory]) -> list[WriteResult]:
+        """Several users at once; writers that batch (the compact LLM engine) override it."""
+        return [self.write(h) for h in histories]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -124,11 +131,18 @@ class LLMWriter(PersonaWriter):
         self.engine = PersonaEngine(assets.split, assets.space, self.backend, personas.model_copy(update={"concurrency": 1}))
         self._lock = threading.Lock()  # one llama.cpp context: one call at a time
 
+        self.batch_size = self.engine.config.batch_size if self.engine.compact is not None else 1
+
     def write(self, history: LiveHistory) -> WriteResult:
+        return self.write_many([history])[0]
+
+    def write_many(self, histories: list[LiveHistory]) -> list[WriteResult]:
         start = time.perf_counter()
         with self._lock:
-            out = self.engine.persona_for(self.engine.context_for(to_user_history(history, self.engine.stage)))
-        return WriteResult(out.persona, out.status, list(out.errors), seconds=time.perf_counter() - start)
+            ctxs = [self.engine.context_for(to_user_history(h, self.engine.stage)) for h in histories]
+            outs = self.engine.personas_for(ctxs)
+        share = (time.perf_counter() - start) / max(len(histories), 1)
+        return [WriteResult(o.persona, o.status, list(o.errors), seconds=share) for o in outs]
 
     def close(self) -> None:
         self.backend.close()
