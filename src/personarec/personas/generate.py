@@ -171,6 +171,8 @@ class PersonaEngine:
         self.writer = build_writer(self.config.mode, self.builder, self.config, space.fine_names)
         self.format = resolve_format(self.config, backend)
         self.compact: CompactWriter | None = None
+        self.keep_choices = False  # benchmarks: keep each user's CompactChoice (model scores) in .choices
+        self.choices: dict[str, Any] = {}
         if self.format == "compact":
             decoder = backend.batch_decoder(self.config.batch_size)  # type: ignore[attr-defined]
             self.compact = CompactWriter(decoder, self.config, domain, list(space.fine_names))
@@ -309,7 +311,10 @@ class PersonaEngine:
                 outs.append(self._fallback(ctx, [f"llm_error: {res.error}"]))
                 continue
             try:
-                payload = writer.payload(ctx, writer.choice(ctx, program))
+                choice = writer.choice(ctx, program)
+                if self.keep_choices:
+                    self.choices[ctx.user_id] = choice
+                payload = writer.payload(ctx, choice)
                 draft = Draft(
                     payload=payload, prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
                     latency_s=share, calls=1, model=self.backend.model_name,
