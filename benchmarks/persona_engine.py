@@ -94,26 +94,20 @@ def with_weight(engine, personas, weight):
     """The same model outputs with another explore mixture weight (no new LLM call)."""
     from personarec.personas.compact import mix_explore
 
-    writer = engine.compact
-    cfg = engine.config.model_copy(update={"explore_llm_weight": weight})
-    old = writer.config
-    writer.config = cfg
-    out = []
-    try:
-        for p in personas:
-            choice = engine.choices.get(p.user_id)
-            if choice is None:
-                out.append(p)
-                continue
-            ctx = engine.context(engine.split.user_index()[p.user_id])
-            prior = [float(x) for x in ctx.candidate_scores[: len(choice.candidates)]]
-            choice.explore_scores = mix_explore(prior, choice.candidate_logprobs, weight)
-            payload = writer.payload(ctx, choice)
-            from personarec.personas.schema import ExploreTopic
+    from personarec.personas.schema import ExploreTopic
 
-            out.append(p.model_copy(update={"explore": [ExploreTopic(**e) for e in payload["explore"]]}))
-    finally:
-        writer.config = old
+    index = engine.split.user_index()
+    out = []
+    for p in personas:
+        choice = engine.choices.get(p.user_id)
+        if choice is None:  # not written by the compact engine (fallback): unchanged
+            out.append(p)
+            continue
+        ctx = engine.context(index[p.user_id])
+        prior = [float(x) for x in ctx.candidate_scores[: len(choice.candidates)]]
+        choice.explore_scores = mix_explore(prior, choice.candidate_logprobs, weight)
+        payload = engine.compact.payload(ctx, choice)
+        out.append(p.model_copy(update={"explore": [ExploreTopic(**e) for e in payload["explore"]]}))
     return out
 
 

@@ -77,3 +77,17 @@ def openai_server(shipped_gguf: Path, llama_cpp_available: None) -> Iterator[str
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def embedded_backend():
+    """The embedded backend (shipped SmolLM2 GGUF, 1 thread), loaded once per test session."""
+    from personarec.personas.backends.base import build_backend
+
+    try:
+        backend = build_backend("embedded", {"n_threads": 1})
+        backend.count_tokens("warm up")  # loads the model
+    except Exception as exc:  # noqa: BLE001 - a missing model file is a skip, not a failure
+        pytest.skip(f"embedded model unavailable: {exc}")
+    yield backend
+    backend.close()

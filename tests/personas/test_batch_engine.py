@@ -13,7 +13,6 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
-from personarec.personas.backends.base import build_backend  # noqa: E402
 from personarec.personas.backends.llamacpp_batch import SequenceRequest  # noqa: E402
 from personarec.personas.compact import CompactProgram, mix_explore  # noqa: E402
 from personarec.personas.config import PersonasConfig  # noqa: E402
@@ -33,14 +32,8 @@ def space(ml100k_split):
 
 
 @pytest.fixture(scope="module")
-def embedded():
-    try:
-        backend = build_backend("embedded", {"n_threads": 1})
-        backend.count_tokens("warm up")
-    except Exception as exc:  # noqa: BLE001 - a missing model file is a skip, not a failure
-        pytest.skip(f"embedded model unavailable: {exc}")
-    yield backend
-    backend.close()
+def embedded(embedded_backend):
+    return embedded_backend
 
 
 def _engine(split, space, backend, batch_size):

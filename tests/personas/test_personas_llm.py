@@ -6,7 +6,6 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
-from personarec.personas.backends.base import build_backend  # noqa: E402
 from personarec.personas.config import PersonasConfig, PromptConfig  # noqa: E402
 from personarec.personas.generate import PersonaEngine, generate_personas  # noqa: E402
 from personarec.personas.history import PersonaContext  # noqa: E402
@@ -26,14 +25,8 @@ def space(ml100k_split):
 
 
 @pytest.fixture(scope="module")
-def embedded():
-    try:
-        backend = build_backend("embedded", {"n_threads": 1})
-        backend.count_tokens("warm up")  # loads the model
-    except Exception as exc:  # noqa: BLE001 - a missing model file is a skip, not a failure
-        pytest.skip(f"embedded model unavailable: {exc}")
-    yield backend
-    backend.close()
+def embedded(embedded_backend):
+    return embedded_backend
 
 
 def _seen_names(split, space, persona):

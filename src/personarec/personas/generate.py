@@ -29,7 +29,7 @@ from personarec.data.splits import Split
 from personarec.errors import ConfigError, DataError
 from personarec.items.space import ItemSpace
 from personarec.personas.backends.base import Generation, LLMBackend, LLMError
-from personarec.personas.compact import CompactWriter
+from personarec.personas.compact import COMPACT_VERSION, CompactWriter
 from personarec.personas.config import PersonasConfig
 from personarec.personas.fallback import fallback_persona
 from personarec.personas.history import ContextBuilder, PersonaContext, UserHistory
@@ -189,12 +189,14 @@ class PersonaEngine:
         return self.contexts.context_for(history, next_items)
 
     # -- one user --------------------------------------------------------------------------
-    def _provenance(self, ctx: PersonaContext, draft: Draft, attempts: int, **extra: Any) -> Provenance:
+    def _provenance(
+        self, ctx: PersonaContext, draft: Draft, attempts: int, *, prompt_version: str | None = None, **extra: Any
+    ) -> Provenance:
         return Provenance(
             **extra,
             model=draft.model or self.backend.model_name,
             backend=self.backend.name,
-            prompt_version=f"{PROMPT_VERSION}/{self.config.prompt.mode}",
+            prompt_version=prompt_version or f"{PROMPT_VERSION}/{self.config.prompt.mode}",
             history_last_timestamp=ctx.history.last_timestamp,
             history_length=ctx.history.version,
             input_tokens=draft.prompt_tokens,
@@ -208,10 +210,8 @@ class PersonaEngine:
     def persona_for(self, ctx: PersonaContext) -> UserOutcome:
         """Write one persona: retries, then the fallback. Never raises for model/output trouble."""
         cfg = self.config
-        if not ctx.stats:
-            return UserOutcome(None, "unusable", errors=["empty history"])
-        if not ctx.candidates:
-            return UserOutcome(None, "unusable", errors=["no unseen cluster left to explore"])
+        if (unusable := _unusable(ctx)) is not None:
+            return unusable
         total = Draft(payload={})
         out = UserOutcome(None, "fallback", draft=total)
         base_seed = self.seed * 1_000_003 + ctx.history.user_idx
@@ -249,8 +249,7 @@ class PersonaEngine:
                 out.persona, out.status = self._checked_summary(ctx, persona, out), "generated"
                 return out
             _merge(total, draft)
-        prov = self._provenance(ctx, total, out.attempts, format=self.format, summary_source="composed")
-        out.persona = fallback_persona(ctx, prov, cfg.max_interests, cfg.max_explore)
+        out.persona = self._fallback_persona(ctx, total, out.attempts)
         return out
 
 
@@ -266,11 +265,12 @@ class PersonaEngine:
         prov = persona.provenance.model_copy(update={"summary_source": "composed"})
         return persona.model_copy(update={"summary": summary, "provenance": prov})
 
-    def _fallback(self, ctx: PersonaContext, errors: list[str], attempts: int = 1) -> UserOutcome:
-        out = UserOutcome(None, "fallback", attempts=attempts, errors=errors)
-        prov = self._provenance(ctx, Draft(payload={}), attempts, format=self.format, summary_source="composed")
-        out.persona = fallback_persona(ctx, prov, self.config.max_interests, self.config.max_explore)
-        return out
+    def _fallback_persona(self, ctx: PersonaContext, draft: Draft, attempts: int) -> Persona:
+        prov = self._provenance(ctx, draft, attempts, format=self.format, summary_source="composed")
+        return fallback_persona(ctx, prov, self.config.max_interests, self.config.max_explore)
+
+    def _fallback(self, ctx: PersonaContext, errors: list[str]) -> UserOutcome:
+        return UserOutcome(self._fallback_persona(ctx, Draft(payload={}), 1), "fallback", attempts=1, errors=errors)
 
     def personas_for(self, contexts: Sequence[PersonaContext]) -> list[UserOutcome]:
         """Write personas for several users: batched with the compact writer, one by one otherwise.
@@ -280,11 +280,8 @@ class PersonaEngine:
         outs: list[UserOutcome | None] = [None] * len(contexts)
         todo = []
         for i, ctx in enumerate(contexts):
-            if not ctx.stats:
-                outs[i] = UserOutcome(None, "unusable", errors=["empty history"])
-            elif not ctx.candidates:
-                outs[i] = UserOutcome(None, "unusable", errors=["no unseen cluster left to explore"])
-            else:
+            outs[i] = _unusable(ctx)
+            if outs[i] is None:
                 todo.append(i)
         size = self.config.batch_size
         for lo in range(0, len(todo), size):
@@ -325,13 +322,24 @@ class PersonaEngine:
                     summary=payload["summary"],
                     interests=[Interest(**i) for i in payload["interests"]],
                     explore=[ExploreTopic(**e) for e in payload["explore"]],
-                    provenance=self._provenance(ctx, draft, 1, format="compact", summary_source="composed"),
+                    provenance=self._provenance(
+                        ctx, draft, 1, format="compact", summary_source="composed", prompt_version=COMPACT_VERSION
+                    ),
                 )
             except (ValueError, ValidationError) as exc:  # cannot happen by construction; counted if it does
                 outs.append(self._fallback(ctx, [f"schema: {exc}"]))
                 continue
             outs.append(UserOutcome(persona, "generated", attempts=1, outputs=1, valid_outputs=1, first_try_valid=True))
         return outs
+
+
+def _unusable(ctx: PersonaContext) -> UserOutcome | None:
+    """The outcome of a user no persona can be built for, or None."""
+    if not ctx.stats:
+        return UserOutcome(None, "unusable", errors=["empty history"])
+    if not ctx.candidates:
+        return UserOutcome(None, "unusable", errors=["no unseen cluster left to explore"])
+    return None
 
 
 def resolve_format(config: PersonasConfig, backend: LLMBackend) -> str:
