@@ -35,15 +35,22 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def raw_llama_speed(threads: int, prompt_tokens: int = 256, decode_tokens: int = 64, reps: int = 3) -> dict:
-    """Prompt and decode tok/s of the shipped GGUF, single sequence, plain llama.cpp."""
-    from llama_cpp import Llama
+def raw_llama_speed(threads: int, weights: str = "as_is", prompt_tokens: int = 256, decode_tokens: int = 64, reps: int = 3) -> dict:
+    """Prompt and decode tok/s of the shipped GGUF (``as_is``) or its re-packed copy, single
+    sequence, plain llama.cpp (greedy decode on the real logits)."""
+    import numpy as np
+    from llama_cpp import Llama, llama_cpp
 
-    from personarec.personas.backends.models import shipped_gguf_path
+    from personarec.personas.backends.models import repacked_gguf, shipped_gguf_path
 
-    llm = Llama(model_path=str(shipped_gguf_path()), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+    path = shipped_gguf_path() if weights == "as_is" else repacked_gguf(shipped_gguf_path(), weights)
+    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
     text = " ".join(["the quick brown fox jumps over the lazy dog"] * 40)
     toks = llm.tokenize(text.encode(), add_bos=True)[:prompt_tokens]
+
+    def last_logits():
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
+
     p, d = [], []
     for _ in range(reps):
         llm.reset()
@@ -52,11 +59,11 @@ def raw_llama_speed(threads: int, prompt_tokens: int = 256, decode_tokens: int =
         p.append(len(toks) / (time.perf_counter() - t))
         t = time.perf_counter()
         for _ in range(decode_tokens):
-            tok = int(llm._scores[llm.n_tokens - 1].argmax())
-            llm.eval([tok])
+            llm.eval([int(last_logits().argmax())])
         d.append(decode_tokens / (time.perf_counter() - t))
     llm.close()
-    return {"threads": threads, "prompt_tok_s": round(statistics.median(p), 1), "decode_tok_s": round(statistics.median(d), 1)}
+    return {"threads": threads, "weights": weights, "file": path.name,
+            "prompt_tok_s": round(statistics.median(p), 1), "decode_tok_s": round(statistics.median(d), 1)}  # fmt: skip
 
 
 def load(name: str):
@@ -90,8 +97,11 @@ def consistency(personas, names) -> float:
     return round(ok / max(len(personas), 1), 4)
 
 
-def with_weight(engine, personas, weight):
-    """The same model outputs with another explore mixture weight (no new LLM call)."""
+def with_weight(engine, personas, weight, calibrated=False):
+    """The same model outputs with another explore mixture weight (no new LLM call); ``calibrated``:
+    with the position bias removed (``CompactWriter.position_bias``) as ``explore_calibration`` does."""
+    import numpy as np
+
     from personarec.personas.compact import mix_explore
 
     from personarec.personas.schema import ExploreTopic
@@ -105,7 +115,11 @@ def with_weight(engine, personas, weight):
             continue
         ctx = engine.context(index[p.user_id])
         prior = [float(x) for x in ctx.candidate_scores[: len(choice.candidates)]]
-        choice.explore_scores = mix_explore(prior, choice.candidate_logprobs, weight)
+        llm = choice.candidate_logprobs
+        if calibrated and llm is not None:
+            bias = engine.compact.position_bias(len(choice.listed), len(choice.candidates))
+            llm = llm - llm.max() - np.log(np.exp(llm - llm.max()).sum()) - bias
+        choice.explore_scores = mix_explore(prior, llm, weight)
         payload = engine.compact.payload(ctx, choice)
         out.append(p.model_copy(update={"explore": [ExploreTopic(**e) for e in payload["explore"]]}))
     return out
@@ -191,6 +205,10 @@ def bench_dataset(name: str, args) -> dict:
         quality[f"explore_weight_{w}"] = hit_rates(
             with_weight(engine, personas, w), split, space, transitions, config.prompt.recency_half_life
         )
+    for w in (0.5, 1.0):  # the same scores with the position bias removed (explore_calibration = true)
+        quality[f"explore_weight_{w}_calibrated"] = hit_rates(
+            with_weight(engine, personas, w, calibrated=True), split, space, transitions, config.prompt.recency_half_life
+        )
     out["future"] = quality
     print(f"[{name}] future: {json.dumps(quality)}", flush=True)
     rng = np.random.default_rng(7)
@@ -205,6 +223,16 @@ def bench_dataset(name: str, args) -> dict:
     for label, update in (("batch_16", {"batch_size": 16}), ("batch_8", {"batch_size": 8}), ("batch_1", {"batch_size": 1})):
         _, r, _ = run_engine(split, space, backend, lever_users, config.model_copy(update=update), transitions)
         levers[label] = {"personas_per_s": round(r.personas_per_s, 3), "users": r.requested}
+    q41 = build_backend("embedded", {"n_threads": args.threads, "weights": "as_is"})
+    _, r, _ = run_engine(split, space, q41, lever_users, config, transitions)
+    levers["weights_q4_1_as_shipped"] = {"personas_per_s": round(r.personas_per_s, 3), "users": r.requested}
+    q41.close()
+    c1 = {"compact_history": 8, "compact_candidates": 8, "compact_name_chars": 80}  # the c1 prompt budget
+    _, r, _ = run_engine(split, space, backend, lever_users, config.model_copy(update=c1), transitions)
+    levers["prompt_budget_c1_8_clusters_8_options"] = {
+        "personas_per_s": round(r.personas_per_s, 3), "users": r.requested,
+        "prompt_tokens_per_persona": round(r.input_tokens / max(r.requested, 1), 1),
+    }  # fmt: skip
     # cold prompt: the shared prefix evaluated again for every user (compare with batch_8)
     eng8, _, _ = run_engine(split, space, backend, lever_users[:1], config.model_copy(update={"batch_size": 8}), transitions)
     writer = eng8.compact
@@ -245,10 +273,13 @@ def main() -> None:
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
     result["command"] = "python benchmarks/persona_engine.py " + " ".join(sys.argv[1:])
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1m_before": os.getloadavg()[0]}
-    result["raw_llama_cpp"] = [raw_llama_speed(1), raw_llama_speed(args.threads)] if args.threads != 1 else [raw_llama_speed(1)]
+    # the shipped Q4_1 file and the Q8_0 copy the engine loads (backend weights = "Q8_0"), same threads;
+    # the last entry is the engine's physical reference
+    result["raw_llama_cpp"] = [raw_llama_speed(args.threads, "as_is"), raw_llama_speed(1, "Q8_0"), raw_llama_speed(args.threads, "Q8_0")]
     print(f"raw llama.cpp: {result['raw_llama_cpp']}", flush=True)
     for name in args.datasets:
         result.setdefault("datasets", {})[name] = bench_dataset(name, args)
+        result["datasets"][name]["command"] = result["command"]  # datasets may come from separate runs
         e = result["datasets"][name]["engine"]
         raw = result["raw_llama_cpp"][-1]
         # physical reference: the time raw llama.cpp needs for one persona's tokens, single sequence

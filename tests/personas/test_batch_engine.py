@@ -156,3 +156,45 @@ def test_program_never_repeats_a_code():
             prog.accept(40)
     assert list(sep.ids) == [41]  # every code used: only the newline is left
     assert [p for p, _ in prog.chosen] == [1, 0, 2]
+
+
+def test_short_name_keeps_facets_and_cuts_the_member():
+    from personarec.personas.compact import short_name
+
+    assert short_name("Drama (Fargo)", 32) == "Drama (Fargo)"
+    cut = short_name("Comedy · Drama (The Adventures of Priscilla, Queen of the Desert)", 32)
+    assert len(cut) <= 32 and cut.startswith("Comedy · Drama (The") and cut.endswith("…)")
+    assert short_name("Action · Adventure · Sci-Fi · Thriller (Star Wars)", 20).startswith("Action")
+    assert len(short_name("x" * 100, 20)) == 20
+
+
+def test_position_bias_is_a_distribution_and_cached(ml100k_split, space, embedded):
+    engine = PersonaEngine(ml100k_split, space, embedded, PersonasConfig(explore_calibration=True), seed=3)
+    writer = engine.compact
+    bias = writer.position_bias(4, 5)
+    assert bias.shape == (5,) and abs(np.exp(bias).sum() - 1) < 1e-6
+    assert writer.position_bias(4, 5) is bias  # one extra sequence per layout, not per user
+    out = engine.personas_for([engine.context(0)])[0]
+    assert out.status == "generated"
+
+
+def test_repacked_weights_keep_the_model(embedded_backend, shipped_gguf):
+    """Q4_1 -> Q8_0 re-packing (the default, for speed) must not change what the model says."""
+    from llama_cpp import llama_cpp
+
+    from personarec.personas.backends.base import build_backend
+
+    as_is = build_backend("embedded", {"n_threads": 1, "weights": "as_is"})
+    assert embedded_backend.config.weights == "Q8_0" and embedded_backend._path != shipped_gguf
+    assert as_is._path == shipped_gguf
+    prompt = "<|im_start|>user\nName three genres of film.<|im_end|>\n<|im_start|>assistant\n"
+    logits = []
+    for b in (as_is, embedded_backend):
+        llm = b.llama
+        llm.reset()
+        llm.eval(llm.tokenize(prompt.encode(), special=True))
+        row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)  # the last evaluated token's logits
+        logits.append(np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64))
+    as_is.close()
+    assert np.corrcoef(logits[0], logits[1])[0, 1] > 0.99
+    assert int(np.argmax(logits[0])) == int(np.argmax(logits[1]))

@@ -1,12 +1,16 @@
 """The P5 Amazon splits (Beauty / Sports / Toys, 2014 5-core) as ``user_sequence.txt``.
 
 One line per user: the reviewerID, then the item ASINs in chronological order, space-separated.
-The files carry no timestamps and no item text, so the timestamp of an event is its position in
-the user's line (0, 1, 2, ...) and an item's title is its ASIN. Line ``k`` is P5 user ``k``.
+The files carry no timestamps, so the timestamp of an event is its position in the user's line
+(0, 1, 2, ...). Line ``k`` is P5 user ``k``. Item text comes from a RecBole atomic item file next
+to it when there is one (``*.item``: ``item_id:token title:token ... categories:token_seq
+brand:token``, keyed by ASIN, e.g. ``Amazon_Beauty.item``); without it an item's title is its ASIN.
 """
 
 from __future__ import annotations
 
+import ast
+import html
 from pathlib import Path
 
 import polars as pl
@@ -54,6 +58,55 @@ def read_user_sequences(
     )
 
 
+def _token_seq(value: str | None) -> list[str]:
+    """RecBole ``token_seq`` of quoted names (``'Beauty', 'Makeup', "Men's"``) -> the names."""
+    if not value or not value.strip():
+        return []
+    text = value.strip()
+    if text[0] in "'\"":
+        parsed = ast.literal_eval("[" + text + "]")
+        names = [str(x) for x in parsed]
+    else:  # RecBole's plain form: space-separated tokens
+        names = text.split(" ")
+    out: list[str] = []
+    for name in names:
+        name = html.unescape(name).strip()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def read_recbole_items(path: str | Path) -> pl.DataFrame:
+    """A RecBole atomic ``.item`` file -> catalogue columns (title, genres = category path, category,
+    brand). Typed headers (``title:token``) are read by name; HTML entities are decoded."""
+    path = Path(path)
+    frame = pl.read_csv(path, separator="\t", quote_char="\"", infer_schema=False)  # quoted titles may hold tabs or newlines
+    frame = frame.rename({c: c.split(":", 1)[0] for c in frame.columns})
+    if "item_id" not in frame.columns:
+        raise DataError(f"no item_id column; columns found: {frame.columns}", path=str(path), line=1)
+    cats: list[list[str]] = []
+    for lineno, value in enumerate(frame["categories"].to_list() if "categories" in frame.columns else [], 2):
+        try:
+            cats.append(_token_seq(value))
+        except (ValueError, SyntaxError) as exc:
+            raise DataError(f"bad categories field ({exc})", path=str(path), line=lineno) from None
+    if "categories" not in frame.columns:
+        cats = [[] for _ in range(frame.height)]
+
+    def text(col: str) -> pl.Series:
+        if col not in frame.columns:
+            return pl.Series(col, [None] * frame.height, dtype=pl.Utf8)
+        return pl.Series(col, [html.unescape(v).strip() or None if v else None for v in frame[col].to_list()], dtype=pl.Utf8)
+
+    return pl.DataFrame({
+        "item_id": frame["item_id"],
+        "title": text("title"),
+        "genres": pl.Series("genres", cats, dtype=pl.List(pl.Utf8)),
+        "category": pl.Series("category", [" > ".join(c) if c else None for c in cats], dtype=pl.Utf8),
+        "brand": text("brand"),
+    })  # fmt: skip
+
+
 def load_p5(directory: str | Path, *, skip_bad_rows: bool = False, report: ReadReport | None = None, name: str = "p5") -> Dataset:
     directory = Path(directory)
     path = directory / SEQUENCE_FILE
@@ -62,10 +115,18 @@ def load_p5(directory: str | Path, *, skip_bad_rows: bool = False, report: ReadR
         raise DataError(f"missing file {path}; files found in {directory}: {found}")
     events = read_user_sequences(path, skip_bad_rows=skip_bad_rows, report=report)
     catalogue = events.select("item_id").unique(maintain_order=True)  # title defaults to the ASIN
+    checksums = {path.name: file_sha256(path)}
+    item_files = sorted(directory.glob("*.item"))
+    if len(item_files) > 1:
+        raise DataError(f"several RecBole item files in {directory}: {[p.name for p in item_files]}; keep one")
+    if item_files:
+        items = read_recbole_items(item_files[0])
+        catalogue = catalogue.join(items, on="item_id", how="left", maintain_order="left")
+        checksums[item_files[0].name] = file_sha256(item_files[0])
     return Dataset(
         name=name,
         interactions=Interactions.from_frame(events),
         catalogue=Catalogue.from_frame(catalogue),
-        checksums={path.name: file_sha256(path)},
+        checksums=checksums,
         source=str(directory),
     )

@@ -165,7 +165,8 @@ def _ensure_builtin() -> None:
     for cat in ("beauty", "sports", "toys"):
         register(DatasetSpec(
             f"p5-{cat}", partial(p5.load_p5, name=f"p5-{cat}"), f"amazon-p5-{cat}", p5.SEQUENCE_FILE,
-            description=f"P5 Amazon {cat} split (user_sequence.txt; no item text, timestamps = positions)",
+            description=f"P5 Amazon {cat} split (user_sequence.txt, timestamps = positions; item text from a "
+            "RecBole *.item file next to it, e.g. Amazon_Beauty.item)",
         ))  # fmt: skip
     register(DatasetSpec(
         "tabular", tabular.load_tabular, "", "", takes_options=True,

@@ -26,6 +26,12 @@ class LoraSettings(BaseModel):
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="module names to adapt, or 'all-linear' (every linear layer but the output head)"
     )
+    last_layers: int | None = Field(
+        None,
+        ge=1,
+        description="adapt only the last N transformer layers: back-propagation stops there, so a CPU step costs "
+        "about forward + 2N/L instead of 3 forwards; None = every layer",
+    )
 
 
 class DistillConfig(BaseModel):

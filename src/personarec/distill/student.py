@@ -102,11 +102,23 @@ def batch_order(n_examples: int, n_batches: int, batch_size: int, seed: int) -> 
 def build_peft_model(model: Any, cfg: DistillConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    import torch
+
+    layers, targets = None, cfg.lora.target_modules
+    if cfg.lora.last_layers:
+        n = int(model.config.num_hidden_layers)
+        layers = list(range(max(0, n - cfg.lora.last_layers), n))
+        if targets == "all-linear":  # peft restricts layers only for named modules: name every linear one
+            targets = sorted({
+                name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                if isinstance(mod, torch.nn.Linear) and ".layers." in name
+            })  # fmt: skip
     lora = LoraConfig(
+        layers_to_transform=layers,
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
+        target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
+
 import typer
 from rich.panel import Panel
 from rich.table import Table
@@ -101,13 +103,14 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
             split,
             space,
             backend,
-            users if users is not None else pc.sample_users,
+            users if users is not None else (pc.sample_users or None),
             store,
             pc,
             seed=cfg.seed,
             show_progress=show_progress,
         )
-        examples = [p for u in report.user_ids[:3] if (p := store.get(u)) is not None]
+        shown = np.random.default_rng(cfg.seed).permutation(len(report.user_ids))[:3]  # 3 random users
+        examples = [p for i in shown if (p := store.get(report.user_ids[i])) is not None]
     finally:
         store.close()
         backend.close()

@@ -63,7 +63,30 @@ class PersonasConfig(BaseModel):
         description="compact explore ranking: (1-w) log transition prior + w log p_model over the candidates "
         "(0 = prior only, 1 = model only)",
     )
-    sample_users: int = Field(20, ge=1, description="users the pipeline/demo generates personas for")
+    compact_history: int = Field(
+        6, ge=1, le=8, description="compact prompt: history clusters listed (strongest first); each costs ~12 prompt tokens"
+    )
+    compact_candidates: int = Field(
+        5, ge=1, le=8, description="compact prompt: explore candidates listed (best transition prior first)"
+    )
+    compact_name_chars: int = Field(
+        32, ge=8, le=80, description="compact prompt: cluster names are cut to this many characters"
+    )
+    compact_example: bool = Field(
+        True,
+        description="compact prompt: a worked example in the shared prefix (the untuned model needs it to follow "
+        "the format; a tuned student does not, and trains faster without it). Free at serving time: the prefix "
+        "is evaluated once",
+    )
+    explore_calibration: bool = Field(
+        False,
+        description="compact explore ranking: divide the model's candidate probabilities by those it gives the "
+        "same layout with every name blanked ('N/A'), which removes its preference for list positions (off: "
+        "candidates are listed best prior first, so that preference helps; measured in persona_engine.json)",
+    )
+    sample_users: int = Field(
+        20, ge=0, description="users the pipeline/demo generates personas for (a seeded sample; 0 = every user)"
+    )
     n_candidates: int = Field(
         8, ge=1, le=32, description="explore candidates pre-selected from cluster transitions"
     )

