@@ -279,7 +279,9 @@ def main() -> None:
     print(f"raw llama.cpp: {result['raw_llama_cpp']}", flush=True)
     for name in args.datasets:
         result.setdefault("datasets", {})[name] = bench_dataset(name, args)
-        result["datasets"][name]["command"] = result["command"]  # datasets may come from separate runs
+        # datasets may come from separate runs: each keeps its command and its physical reference
+        result["datasets"][name]["command"] = result["command"]
+        result["datasets"][name]["raw_llama_cpp"] = result["raw_llama_cpp"]
         e = result["datasets"][name]["engine"]
         raw = result["raw_llama_cpp"][-1]
         # physical reference: the time raw llama.cpp needs for one persona's tokens, single sequence

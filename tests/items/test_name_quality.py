@@ -40,3 +40,26 @@ def test_weak_parts_and_titles():
     assert weak_parts("Drama (Casablanca)", {"Drama"}, members) == []
     assert clean_title("Usual Suspects, The (1995)") == "The Usual Suspects"
     assert clean_title("A very long title that goes on and on forever (2001)", 20).endswith("…")
+
+
+def test_category_paths_name_items_by_their_leaf():
+    import polars as pl
+
+    frame = pl.DataFrame({
+        "item_id": ["a", "b"], "title": ["Lash Glue 0.25 oz", "Curler"],
+        "genres": [["Beauty", "Makeup", "Eyelash Tools"], ["Beauty", "Tools"]],
+        "category": ["Beauty > Makeup > Eyelash Tools", "Beauty > Tools"], "brand": ["Ardell", None],
+    })  # fmt: skip
+    terms, facets = item_terms(frame)
+    assert "Eyelash Tools" in facets and "Ardell" in facets
+    assert not any(">" in f for f in facets)  # never the whole path as one facet
+    assert "Eyelash Tools" in terms[0] and "Tools" in terms[1]
+
+
+def test_summary_check_allows_digits_inside_catalogue_names():
+    from personarec.personas.summary import check_summary
+
+    names = ["Lash Glue (Duo 2014 Adhesive)", "Curlers [Steel]"]
+    payload = {"interests": [{"cluster": names[0], "weight": 1.0}], "explore": [{"cluster": names[1], "reason": "x"}]}
+    assert check_summary(f"Mostly {names[0]}. Something new to try: {names[1]}.", payload, names) == []
+    assert "contains a digit run" in check_summary(f"Mostly {names[0]} 12345.", payload, names)

@@ -77,7 +77,10 @@ def item_terms(frame: pl.DataFrame, max_tags: int = 20) -> tuple[list[list[str]]
     brands = frame["brand"].to_list() if "brand" in cols else [None] * frame.height
     for title, gs, ts, cat, brand in zip(titles, genres, tags, cats, brands, strict=True):
         terms: dict[str, None] = {}
-        for facet in [*(gs or []), cat, brand]:
+        # a category path ("Beauty > Makeup > Eyes") names the item by its leaf; the path's levels
+        # are already facets when the loader lists them as genres
+        leaf = cat.split(">")[-1] if cat else None
+        for facet in [*(gs or []), leaf, brand]:
             if facet is not None and facet.strip().lower() not in _IGNORED_FACETS:
                 f = facet.strip()
                 facets.add(f)
