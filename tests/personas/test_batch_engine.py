@@ -198,3 +198,15 @@ def test_repacked_weights_keep_the_model(embedded_backend, shipped_gguf):
     as_is.close()
     assert np.corrcoef(logits[0], logits[1])[0, 1] > 0.99
     assert int(np.argmax(logits[0])) == int(np.argmax(logits[1]))
+
+
+def test_busy_cores_measures_now():
+    import os
+
+    from personarec.personas.backends.models import auto_threads, busy_cores
+
+    busy = busy_cores(0.05)
+    if busy is None:
+        pytest.skip("no /proc/stat on this platform")
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
+    assert 1 <= auto_threads() <= (os.cpu_count() or 1)

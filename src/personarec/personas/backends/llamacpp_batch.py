@@ -126,6 +126,11 @@ class BatchDecoder:
             from llama_cpp import _internals, llama_cpp
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError("batched decoding needs llama-cpp-python: pip install 'llama-cpp-python==0.3.36'") from exc
+        import logging
+
+        quiet = logging.getLogger("llama-cpp-python")  # llama.cpp's own log lines go through this logger
+        if quiet.level == logging.NOTSET:  # nobody asked for them: keep progress bars readable
+            quiet.setLevel(logging.ERROR)
         self._lib = llama_cpp
         self.max_batch = max_batch
         self.n_batch = n_batch

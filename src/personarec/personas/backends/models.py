@@ -94,16 +94,44 @@ def repacked_gguf(path: Path, weights: str) -> Path:
     return out
 
 
+def busy_cores(interval_s: float = 0.2) -> float | None:
+    """Cores busy right now, from two ``/proc/stat`` samples ``interval_s`` apart (None off Linux).
+
+    Why not the load average: it is a 1-minute mean, so right after a pipeline stage that used
+    every core (SASRec training) it still reads ~2 on an idle 2-core machine, and a model started
+    then would take one thread for its whole run (measured: the demo's personas at 1.43/s instead
+    of 2.7/s).
+    """
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(x) for x in f.readline().split()[1:9]]
+        return values[3] + values[4], sum(values)  # (idle + iowait, total)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval_s)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1.0 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
 def auto_threads(limit: int = 8) -> int:
-    """CPU threads for a local model: the cores not already busy (at least 1).
+    """CPU threads for a local model: the cores not busy right now (at least 1).
 
     llama.cpp's (and OpenMP's) worker threads spin at barriers; on an oversubscribed CPU a
     descheduled thread stalls every step. Measured on a 2-core machine at load ~12: SmolLM2 with
     2 threads ran at ~1 tok/s, with 1 thread at ~20 tok/s. On an idle machine all cores are used.
     """
     cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        busy = 0.0
+    busy = busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            busy = 0.0
     return max(1, min(limit, cores, round(cores - busy)))
