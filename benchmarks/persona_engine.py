@@ -100,8 +100,6 @@ def consistency(personas, names) -> float:
 def with_weight(engine, personas, weight, calibrated=False):
     """The same model outputs with another explore mixture weight (no new LLM call); ``calibrated``:
     with the position bias removed (``CompactWriter.position_bias``) as ``explore_calibration`` does."""
-    import numpy as np
-
     from personarec.personas.compact import mix_explore
 
     from personarec.personas.schema import ExploreTopic
@@ -116,9 +114,8 @@ def with_weight(engine, personas, weight, calibrated=False):
         ctx = engine.context(index[p.user_id])
         prior = [float(x) for x in ctx.candidate_scores[: len(choice.candidates)]]
         llm = choice.candidate_logprobs
-        if calibrated and llm is not None:
-            bias = engine.compact.position_bias(len(choice.listed), len(choice.candidates))
-            llm = llm - llm.max() - np.log(np.exp(llm - llm.max()).sum()) - bias
+        if calibrated:
+            llm = engine.compact.calibrate(llm, len(choice.listed))
         choice.explore_scores = mix_explore(prior, llm, weight)
         payload = engine.compact.payload(ctx, choice)
         out.append(p.model_copy(update={"explore": [ExploreTopic(**e) for e in payload["explore"]]}))

@@ -98,7 +98,6 @@ def test_student_trains_on_the_tokens_serving_shows_and_is_served_batched(setup,
     from personarec.distill.export import export_student
     from personarec.distill.student import StudentTrainer, build_peft_model
     from personarec.personas.backends.base import build_backend
-    from personarec.personas.compact import CompactWriter
     from personarec.personas.generate import PersonaEngine
 
     split, space, transitions, config, prompt = setup
@@ -109,16 +108,16 @@ def test_student_trains_on_the_tokens_serving_shows_and_is_served_batched(setup,
     )  # fmt: skip
     _, tok = load_base(cfg)
     backend = build_backend("embedded", {"n_threads": 2})
-    writer = CompactWriter(backend.batch_decoder(1), config, "movie", space.fine_names)
-    ex = examples[0]
+    # the serving path: the engine's own compact writer on the same user's training history
+    serving = PersonaEngine(split, space, backend, config.model_copy(update={"history_stage": "valid"}),
+                            transitions=transitions, seed=1)  # fmt: skip
+    last, _ = hindsight_examples(split, space, transitions, config, prompt, USERS, cutoffs=(0,))
+    ex = last[0]
+    req, _ = serving.compact.request(serving.context(split.user_index()[ex.user_id]))
     trained_ids = tok.apply_chat_template(ex.prompt, add_generation_prompt=True, tokenize=True)
     trained_ids = list(trained_ids["input_ids"] if hasattr(trained_ids, "keys") else trained_ids)
     trained_ids += tok("Likes:", add_special_tokens=False)["input_ids"]
-    assert writer.prefix == writer.decoder.tokenize(prompt.prefix_text())
-    served = writer.decoder.tokenize(writer.prompt.prefix_text()) + writer.decoder.tokenize(
-        "<|im_start|>user\n" + ex.prompt[-1]["content"] + "<|im_end|>\n<|im_start|>assistant\nLikes:"
-    )
-    assert trained_ids == served
+    assert trained_ids == serving.compact.prefix + req.tokens
 
     model, _ = load_base(cfg)
     peft_model = build_peft_model(model, cfg)

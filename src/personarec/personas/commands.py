@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-
 import typer
 from rich.panel import Panel
 from rich.table import Table

@@ -260,8 +260,7 @@ class CompactChoice:
     candidates: list[int]
     chosen: list[tuple[int, str]]
     explore_scores: np.ndarray
-    candidate_logprobs: np.ndarray | None  # the model's, as scored
-    calibrated_logprobs: np.ndarray | None = None  # after removing the position bias (what was mixed)
+    candidate_logprobs: np.ndarray | None  # the model's, as scored (before any calibration)
 
 
 def compact_prompt(config: PersonasConfig, domain: str, fine_names: Sequence[str]) -> CompactPrompt:
@@ -331,11 +330,16 @@ class CompactWriter:
         prior = np.asarray(ctx.candidate_scores[: len(cands)], dtype=np.float64)
         if len(prior) != len(cands):
             prior = np.ones(len(cands))
-        raw = calibrated = program.candidate_logprobs
-        if raw is not None and self.config.explore_calibration:
-            calibrated = _log_normalise(raw) - self.position_bias(len(listed), len(cands))
-        scores = mix_explore(prior, calibrated, self.config.explore_llm_weight)
-        return CompactChoice(listed, cands, list(program.chosen), scores, raw, calibrated)
+        raw = program.candidate_logprobs
+        llm = self.calibrate(raw, len(listed)) if self.config.explore_calibration else raw
+        scores = mix_explore(prior, llm, self.config.explore_llm_weight)
+        return CompactChoice(listed, cands, list(program.chosen), scores, raw)
+
+    def calibrate(self, logprobs: np.ndarray | None, n_listed: int) -> np.ndarray | None:
+        """The model's candidate log-probabilities with its position bias removed."""
+        if logprobs is None:
+            return None
+        return _log_normalise(logprobs) - self.position_bias(n_listed, len(logprobs))
 
     def payload(self, ctx: PersonaContext, choice: CompactChoice) -> dict:
         """Interests from the chosen codes and levels; explore = top candidates by mixed score."""
