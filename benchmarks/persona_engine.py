@@ -122,6 +122,29 @@ def with_weight(engine, personas, weight, calibrated=False):
     return out
 
 
+def prior_hit_rates(split, space, transitions, config, users) -> dict:
+    """Explore hit-rates of each explore prior alone (the top candidates, no LLM) on the same users:
+    the v2 prior (transitions, half-life 20), transitions at the default half-life, and the default."""
+    from personarec.personas.fallback import fallback_persona
+    from personarec.personas.history import ContextBuilder
+    from personarec.personas.schema import Provenance
+
+    variants = {
+        "transitions_half_life_20": {"explore_prior": "transitions", "explore_half_life": 20.0},
+        f"transitions_half_life_{config.explore_half_life:g}": {"explore_prior": "transitions"},
+        f"ease_half_life_{config.explore_half_life:g}": {"explore_prior": "ease"},
+    }
+    rows = {}
+    for label, update in variants.items():
+        builder = ContextBuilder(split, space, config.model_copy(update=update), transitions=transitions)
+        personas = [
+            fallback_persona(builder.context(int(u)), Provenance(model="none", backend="none", prompt_version="prior"), max_explore=config.max_explore)
+            for u in (users if users is not None else range(split.n_users))
+        ]
+        rows[label] = hit_rates(personas, split, space, transitions, config.prompt.recency_half_life)
+    return rows
+
+
 def hit_rates(personas, split, space, transitions, half_life):
     from personarec.personas.quality import evaluate_personas
 
@@ -207,7 +230,9 @@ def bench_dataset(name: str, args) -> dict:
             with_weight(engine, personas, w, calibrated=True), split, space, transitions, config.prompt.recency_half_life
         )
     out["future"] = quality
+    out["explore_priors"] = prior_hit_rates(split, space, transitions, config, users)
     print(f"[{name}] future: {json.dumps(quality)}", flush=True)
+    print(f"[{name}] explore priors, no LLM: {json.dumps(out['explore_priors'])}", flush=True)
     rng = np.random.default_rng(7)
     out["samples"] = [
         json.loads(personas[i].model_dump_json(include={"user_id", "summary", "interests", "explore"}))

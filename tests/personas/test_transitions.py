@@ -65,3 +65,30 @@ def test_save_load_roundtrip(tmp_path):
     back = TransitionStats.load(t.save(tmp_path / "t.npz"))
     np.testing.assert_array_equal(back.counts.toarray(), t.counts.toarray())
     np.testing.assert_array_equal(back.popularity, t.popularity)
+
+
+def test_ease_prior_prefers_co_occurrence_over_popularity():
+    # clusters = items here; A co-occurs with B in 2 of its 3 users, with C in 1; C is the most popular
+    a, b, c, d = 0, 1, 2, 3
+    users = [[a, b], [b, a], [a, c], [c, d], [d, c], [c, d], [c]]
+    t = TransitionStats.fit(_seqs(users), np.arange(4), 4, ease_lambda=1.0)
+    assert t.affinity is not None and t.affinity.shape == (4, 4)
+    np.testing.assert_array_equal(np.diag(t.affinity), 0)
+    assert t.affinity[a, b] > t.affinity[a, c]
+    assert t.candidates({a: 1.0}, 1, prior="ease") == [b]
+    assert t.popularity[c] > t.popularity[b]  # popularity alone would pick C
+    # the source of an ease candidate is the user's cluster that supports it most
+    assert t.sources({a: 0.5, d: 0.5}, [b, c], prior="ease") == [a, d]
+    # seen clusters are never candidates, whatever the prior
+    assert a not in t.candidates({a: 1.0}, 3, prior="ease")
+
+
+def test_ease_survives_save_load_and_unknown_prior_is_an_error(tmp_path):
+    t = TransitionStats.fit(_seqs([[0, 2, 3], [3, 2, 4]]), np.array([0, 0, 1, 2, 3, 4]), 5)
+    back = TransitionStats.load(t.save(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.affinity, t.affinity)
+    np.testing.assert_allclose(back.scores({1: 1.0}, "ease"), t.scores({1: 1.0}, "ease"))
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown explore prior"):
+        t.scores({1: 1.0}, "popularity")  # type: ignore[arg-type]

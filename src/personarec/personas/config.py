@@ -60,7 +60,7 @@ class PersonasConfig(BaseModel):
         0.5,
         ge=0.0,
         le=1.0,
-        description="compact explore ranking: (1-w) log transition prior + w log p_model over the candidates "
+        description="compact explore ranking: (1-w) log explore prior + w log p_model over the candidates "
         "(0 = prior only, 1 = model only)",
     )
     compact_history: int = Field(
@@ -88,7 +88,19 @@ class PersonasConfig(BaseModel):
         20, ge=0, description="users the pipeline/demo generates personas for (a seeded sample; 0 = every user)"
     )
     n_candidates: int = Field(
-        8, ge=1, le=32, description="explore candidates pre-selected from cluster transitions"
+        8, ge=1, le=32, description="explore candidates pre-selected by the explore prior"
+    )
+    explore_prior: Literal["transitions", "ease"] = Field(
+        "ease",
+        description="how unseen clusters are scored as explore candidates: ease = cluster-level EASE on "
+        "users' training cluster sets (every co-occurrence, popularity discounted); transitions = next-step "
+        "transition probabilities (personas/transitions.py has the measured choice)",
+    )
+    explore_half_life: float = Field(
+        5.0,
+        gt=0,
+        description="events after which one of the user's clusters counts half when scoring explore "
+        "candidates (recent tastes predict the next step better than the long-run profile)",
     )
     max_interests: int = Field(5, ge=1, le=8)
     max_explore: int = Field(3, ge=1, le=3)

@@ -29,9 +29,7 @@ def fallback_payload(ctx: PersonaContext, max_interests: int = 5, max_explore: i
         explore.append(
             {
                 "cluster": name,
-                "reason": f"Often chosen next by people who also like {top[0].name}."
-                if top
-                else "Popular next step.",
+                "reason": f"Also liked by people who like {top[0].name}." if top else "Popular next step.",
             }
         )
     names = [i["cluster"] for i in interests[:3]]

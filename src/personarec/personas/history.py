@@ -67,7 +67,7 @@ class PersonaContext:
     candidate_sources: list[int | None] = field(
         default_factory=list
     )  # history cluster leading to each candidate
-    candidate_scores: list[float] = field(default_factory=list)  # transition prior of each candidate
+    candidate_scores: list[float] = field(default_factory=list)  # explore prior of each candidate (>= 0)
 
     @property
     def user_id(self) -> str:
@@ -183,9 +183,10 @@ def build_context(
     pc = config.prompt
     stats = cluster_stats(history.items, space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1))
     weights = {s.cluster: s.weight for s in stats}
-    k = config.n_candidates
-    prior = transitions.scores(weights)
-    candidates = transitions.candidates(weights, k) if stats else []
+    recent = {s.cluster: s.weight for s in cluster_stats(history.items, space, config.explore_half_life, 0)}
+    k, kind = config.n_candidates, config.explore_prior
+    prior = transitions.scores(recent, kind)
+    candidates = transitions.candidates(recent, k, prior=kind) if stats else []
     future = None
     if next_items is not None and len(next_items):
         future = cluster_stats(next_items, space, pc.recency_half_life, 1)
@@ -195,8 +196,8 @@ def build_context(
     return PersonaContext(
         history=history, stats=stats, candidates=candidates, titles=titles,
         fine_names=space.fine_names, hindsight=future,
-        candidate_sources=transitions.sources(weights, candidates),
-        candidate_scores=[float(prior[c]) for c in candidates],
+        candidate_sources=transitions.sources(recent, candidates, kind),
+        candidate_scores=[max(float(prior[c]), 0.0) for c in candidates],  # ease may be < 0: no support
     )  # fmt: skip
 
 

@@ -57,8 +57,8 @@ def compose_summary(
 
 
 def compose_reason(source: str | None, limit: int = 90) -> str:
-    """The reason of an explore topic, from the transition that proposed it."""
-    text = f"Often chosen next by people who like {source}." if source else "Often chosen next by people with similar tastes."
+    """The reason of an explore topic, from the user's cluster that proposed it (either prior)."""
+    text = f"Also liked by people who like {source}." if source else "Liked by people with similar tastes."
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

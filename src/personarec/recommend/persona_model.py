@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from personarec.data.splits import Split, UserSequences
@@ -277,14 +276,8 @@ class PersonaModel(Recommender):
     def _save_state(self, directory: Path) -> None:
         assert self.space is not None and self.builder is not None, "fit the model first"
         self.space.save(directory / "items")
-        t = self.builder.transitions
-        counts = t.counts.tocsr()
-        np.savez(
-            directory / "state.npz",
-            popularity=self.popularity,
-            t_data=counts.data, t_indices=counts.indices, t_indptr=counts.indptr,
-            t_shape=np.array(counts.shape), t_popularity=t.popularity,
-        )  # fmt: skip
+        self.builder.transitions.save(directory / "transitions.npz")
+        np.savez(directory / "state.npz", popularity=self.popularity)
         (directory / "users.json").write_text(json.dumps([str(u) for u in self.user_ids]))
         if self.base is not None:
             self.base.save(directory / "base")
@@ -292,11 +285,7 @@ class PersonaModel(Recommender):
     def _load_state(self, directory: Path) -> None:
         self.space = ItemSpace.load(directory / "items")
         state = np.load(directory / "state.npz")
-        counts = sp.csr_matrix(
-            (state["t_data"], state["t_indices"], state["t_indptr"]),
-            shape=tuple(int(s) for s in state["t_shape"]),
-        )
-        transitions = TransitionStats(counts=counts, popularity=state["t_popularity"])
+        transitions = TransitionStats.load(directory / "transitions.npz")
         self.popularity = state["popularity"]
         self.builder = ProfileBuilder(self.space, transitions, self.personas_config())
         self.user_ids = np.asarray(json.loads((directory / "users.json").read_text()), dtype=object)
