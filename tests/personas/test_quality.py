@@ -98,3 +98,18 @@ def test_ground_truth_follows_persona_version(ml100k_split, space):
     r = evaluate_personas([hind], split, space)
     assert r.hindsight.n_users == 1 and r.hindsight.explore_hit_rate == 0.0  # it saw valid: test only
     assert r.all.n_users == 0 and r.llm.n_users == 0
+
+
+def test_ratio_ci_is_paired_and_brackets_the_ratio():
+    import numpy as np
+
+    from personarec.personas.quality import _ratio_ci
+
+    rng = np.random.default_rng(1)
+    base = (rng.random(400) < 0.1).astype(float)
+    ratio, (lo, hi) = _ratio_ci(base.copy(), base)
+    assert ratio == 1.0 and lo == hi == 1.0  # paired: the same users give the same rate every resample
+    hit = np.maximum(base, (rng.random(400) < 0.1).astype(float))
+    ratio, (lo, hi) = _ratio_ci(hit, base)
+    assert 1.0 <= lo < ratio < hi
+    assert _ratio_ci(hit, np.zeros(400)) == (None, None)

@@ -44,6 +44,8 @@ class HitRates(BaseModel):
     exploit_recall: float = 0.0
     baseline_exploit_precision: float = 0.0  # top clusters by recency-weighted count, same k
     baseline_exploit_recall: float = 0.0
+    ratio_to_baseline: float | None = None  # explore hit-rate / the baseline's
+    ratio_ci95: tuple[float, float] | None = None  # paired bootstrap over users (1,000 resamples)
 
 
 class TokenComparison(BaseModel):
@@ -115,12 +117,27 @@ def _accumulate(rates: dict[str, list[float]], key: str, value: float) -> None:
     rates.setdefault(key, []).append(value)
 
 
+def _ratio_ci(hit: np.ndarray, base: np.ndarray, n_boot: int = 1000) -> tuple[float | None, tuple[float, float] | None]:
+    """hit.mean() / base.mean() and its 95 % percentile interval, resampling users (paired: both
+    rates of a resample come from the same users), seeded so that a report is reproducible."""
+    if not base.sum():
+        return None, None
+    idx = np.random.default_rng(0).integers(0, len(hit), size=(n_boot, len(hit)))
+    b = base[idx].mean(axis=1)
+    ratios = hit[idx].mean(axis=1)[b > 0] / b[b > 0]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return round(float(hit.mean() / base.mean()), 3), (round(float(lo), 3), round(float(hi), 3))
+
+
 def _hit_rates(rows: dict[str, list[float]]) -> HitRates:
     n = len(rows.get("hit", []))
     if not n:
         return HitRates()
     mean = {k: float(np.mean(v)) for k, v in rows.items()}
+    ratio, ci = _ratio_ci(np.asarray(rows["hit"]), np.asarray(rows["base_hit"]))
     return HitRates(
+        ratio_to_baseline=ratio,
+        ratio_ci95=ci,
         n_users=n,
         explore_hit_rate=round(mean["hit"], 4),
         baseline_hit_rate=round(mean["base_hit"], 4),
