@@ -12,7 +12,9 @@ are the held-out future:
 - each lever on its own, same users: batch 16 vs 1, shared prefix vs cold prompt, and the JSON
   writer of v1 for reference;
 - explore hit-rate and exploit P/R against the held-out future for the explore mixture weight
-  0 (transition prior), 0.25, 0.5 (default), 1 (model only), next to the transition baseline;
+  0 (explore prior), 0.25, 0.5 (default), 1 (model only), next to the raw-count transition
+  baseline, and each explore prior alone (no LLM: v2's transitions, transitions at the default
+  half-life, the default cluster EASE); the spread over item-space seeds is persona_explore.py's;
 - name quality (weak keywords, uniqueness, identification) of readable vs keyword names.
 """
 

@@ -19,10 +19,11 @@ Two explore priors score the candidates (``PersonasConfig.explore_prior``):
   its ridge discounts clusters that are merely popular.
 Chosen on a training-only inner split (history = train[:-2], future = the last 2 training events),
 top 3 unseen clusters, hit-rate / the raw-count baseline's, ML-100k / ML-latest-small / P5 Beauty:
-ease 1.16x / 1.28x / 1.14x, transitions 1.15x / 1.33x / 1.07x (both with the user's clusters weighted
-at ``explore_half_life`` = 5 events; at 20 events transitions fall to 1.07x / 1.09x / 1.06x). The
+ease 1.16x / 1.31x / 1.14x, transitions 1.15x / 1.36x / 1.07x (both with the user's clusters weighted
+at ``explore_half_life`` = 5 events; at 20 events transitions fall to 1.07x / 1.12x / 1.06x). The
 two tie on the small MovieLens sets; P5 Beauty (22,363 users, the least noisy) decides for ease.
-Held-out figures: ``benchmarks/persona_engine.py``. With a few thousand clusters at most, the
+Reproduced, with the held-out figures, by ``benchmarks/explore_priors.py`` (no LLM); the engine's by
+``benchmarks/persona_engine.py`` and ``persona_explore.py``. With a few thousand clusters at most, the
 inverse costs well under a second.
 """
 
