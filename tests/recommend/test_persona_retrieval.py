@@ -20,9 +20,23 @@ from personarec.recommend.cluster_index import ClusterIndex
 from personarec.recommend.persona_hybrid import PersonaHybrid
 from personarec.recommend.persona_ranking import quota_schedule
 from personarec.recommend.persona_retrieval import PersonaRetrieval
+from personarec.recommend.pipeline import RankingPipeline
 from tests.recommend.conftest import make_split
 
 N_FINE, PER, DIM = 12, 15, 16
+
+
+def explained(model, users, history, k):
+    """The explained lists the API would serve for these offline histories."""
+    pipeline = RankingPipeline(model)
+    return pipeline.rank(pipeline.requests(np.asarray(users), history), k)
+
+
+def reasons_of(model, user: int, items, history) -> list[str]:
+    """Why each of ``items`` is (or would be) in the user's list."""
+    request = model.requests_for(np.array([user]), history)[0]
+    head = model.score_requests([request])[1][0]
+    return [r.reason for r in model.describe_items(request, np.asarray(items), head)]
 
 
 def world(n_users: int = 40, seed: int = 0) -> tuple[Split, ItemSpace, np.ndarray]:
@@ -120,7 +134,7 @@ def test_quota_respected_at_10_and_20(w, table, kind, quota):
     history = split.history("train")
     users = np.arange(split.n_users)
     items, _ = model.recommend(users, history, 20)
-    recs = model.recommend_explained(users, history, 20)
+    recs = explained(model, users, history, 20)
     checked = 0
     for u, explore in explore_share(model, split, history):
         if not explore:
@@ -172,7 +186,7 @@ def test_retrieved_items_come_from_persona_clusters(w):
     split, space, _ = w
     model = retrieval(w, explore_quota=0.3)
     history = split.history("train")
-    recs = model.recommend_explained(np.arange(split.n_users), history, 20)
+    recs = explained(model, np.arange(split.n_users), history, 20)
     for u, rows in enumerate(recs):
         prof = model.profile(u, history[u])
         interests, explore = {c for c, _ in prof.interests}, set(prof.explore_clusters)
@@ -195,7 +209,7 @@ def test_score_is_a_full_matrix_with_the_slots_on_top(w):
     users = np.arange(5)
     scores = model.score(users, history)
     assert scores.shape == (5, split.n_items) and scores.dtype == np.float32 and np.isfinite(scores).all()
-    lists = model._slots(users, history)
+    lists = model._heads(model.requests_for(users, history))
     for row, (slots, _) in enumerate(lists):
         order = np.argsort(-scores[row], kind="stable")
         np.testing.assert_array_equal(order[: len(slots)], [r.item for r in slots])
@@ -212,7 +226,7 @@ def test_seen_items_never_recommended(w, table, kind):
         items, _ = model.recommend(users, history, 30)
         for u in users:
             assert not set(items[u]) & set(history[u].tolist())
-        for u, (slots, _) in zip(users, model._slots(users, history), strict=True):  # nor in the head
+        for u, (slots, _) in zip(users, model._heads(model.requests_for(users, history)), strict=True):  # nor in the head
             assert not {r.item for r in slots} & set(history[u].tolist())
 
 
@@ -223,12 +237,12 @@ def test_explanations_match_kind(w, table, kind):
     model = retrieval(w, explore_quota=0.3) if kind == "retrieval" else hybrid(w, table, explore_quota=0.3)
     history = split.history("train")
     users = np.arange(10)
-    recs = model.recommend_explained(users, history, 10)
+    recs = explained(model, users, history, 10)
     items, _ = model.recommend(users, history, 10)
     kinds = set()
     for u, rows in zip(users, recs, strict=True):
         np.testing.assert_array_equal([r.item for r in rows], items[u])
-        reasons = model.explain(int(u), items[u], history)
+        reasons = reasons_of(model, int(u), items[u], history)
         assert reasons == [r.reason for r in rows]
         for r in rows:
             kinds.add(r.kind)
@@ -287,14 +301,14 @@ def test_persona_describes_the_history_passed_and_llm_persona_used_when_version_
         assert not p_valid.from_llm and p_test.from_llm  # the test-stage persona never on the train history
         assert p_test.explore_clusters == [target] and target not in p_valid.explore_clusters
         for hist, want in ((test_hist, 5), (train, 0)):
-            rows = model.recommend_explained(np.array([u]), hist, 10)[0]
+            rows = explained(model, np.array([u]), hist, 10)[0]
             explore = [r for r in rows if r.kind == "explore"]
             assert (
                 sum(space.fine[r.item] == target for r in explore) == want
             )  # the LLM's topic fills the quota
             assert len(explore) == 5
         items_test, _ = model.recommend(np.array([u]), test_hist, 10)
-        reasons = model.explain(u, items_test[0], test_hist)
+        reasons = reasons_of(model, u, items_test[0], test_hist)
         assert reasons.count(f"Something new: {space.fine_names[target]}. Chosen by the test.") == 5
     # a persona that is a hindsight label or a fallback is never used, even at the right version
     for prov in ({"hindsight": True}, {"fallback": True}):
@@ -377,9 +391,8 @@ def test_save_load_round_trip(w, tmp_path):
         np.testing.assert_array_equal(
             loaded.recommend(users, history, 20)[0], model.recommend(users, history, 20)[0]
         )
-        assert loaded.explain(0, model.recommend(users[:1], history, 5)[0][0], history) == model.explain(
-            0, model.recommend(users[:1], history, 5)[0][0], history
-        )
+        top = model.recommend(users[:1], history, 5)[0][0]
+        assert reasons_of(loaded, 0, top, history) == reasons_of(model, 0, top, history)
     assert (tmp_path / "hybrid" / "base" / "config.json").exists()
 
 
@@ -397,7 +410,7 @@ def test_hybrid_head_is_what_serving_ranks(w, table):
     model = hybrid(w, table, explore_quota=0.2, slots=20)
     items, _ = model.recommend(np.arange(split.n_users), history, 20)
     for u in range(0, split.n_users, 7):
-        prof = model.ranking_profile(model.profile(u, history[u]))
+        prof = model.shaped_profile(model.requests_for(np.array([u]), history)[0])
         served = rank(
             table.table[u],
             history[u],

@@ -2,7 +2,7 @@
 
 The item space is derived from the catalogue's genres (fine cluster = first genre, coarse =
 genre family) so the tests do not depend on the embedding model; everything else is the
-project's real code (split, MostPopular model, save/load).
+project's real code (split, MostPopular model, persona hybrid, save/load).
 """
 
 from __future__ import annotations
@@ -33,11 +33,22 @@ def genre_space(split: Split, seed: int = 0) -> ItemSpace:
     )  # fmt: skip
 
 
-def build_run_dir(directory: Path, split: Split, model: str = "popular") -> Path:
+#: The persona model the serving tests serve (the default model when trained): the base model's
+#: list with the persona's interests boosted and explore slots, so persona changes show in lists.
+HYBRID = {"interest_boost": 0.1, "explore_quota": 0.2}
+
+
+def build_run_dir(directory: Path, split: Split, model: str = "popular", persona_hybrid: bool = True) -> Path:
+    """Split, genre item space, ``model`` and (``persona_hybrid``) a persona hybrid over it."""
     from personarec.recommend.base import build_recommender
 
     d = Path(directory)
     save_split(split, d / "split")
-    genre_space(split).save(d / "items")
-    build_recommender(model).fit(split).save(d / "models" / model)
+    space = genre_space(split)
+    space.save(d / "items")
+    base = build_recommender(model).fit(split)
+    base.save(d / "models" / model)
+    if persona_hybrid:
+        hybrid = build_recommender("persona_hybrid", {**HYBRID, "base": {"name": model}})
+        hybrid.fit(split, items=space, base=base).save(d / "models" / "persona_hybrid")
     return d

@@ -32,7 +32,7 @@ def test_flow(env):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["persona_version"] is None and body["persona_stale"] and len(body["items"]) == 5
-    assert worker.run_once() == "generated"  # the stale read queued a refresh
+    assert worker.run_once() == "fallback"  # the stale read queued a refresh (fallback writer)
     body = client.get(f"/v1/users/{user}/recommendations?k=5").json()
     assert body["persona_version"] == assets.base_len(user) and not body["persona_stale"]
     assert client.get("/v1/users/nobody/recommendations").status_code == 404
@@ -40,3 +40,18 @@ def test_flow(env):
     assert client.post("/v1/events", json={"events": [{"user_id": user, "item_id": "nope", "timestamp": 1}]}).status_code == 422
     r = client.get("/metrics")
     assert "personarec_request_seconds_bucket" in r.text and "personarec_refresh_lag_seconds" in r.text
+    # the refresh wrote a fallback persona: it is counted as one, never as an LLM persona
+    assert metric(r.text, "personarec_fallbacks_total") == 1.0
+    assert metric(r.text, "personarec_refreshes_total") == 1.0
+    assert metric(r.text, "personarec_llm_personas_total") == 0.0
+    client.post("/v1/events", json={"events": [{"user_id": user, "item_id": str(assets.split.item_ids[0]), "timestamp": 1}]})
+    assert worker.run_once() == "fallback"
+    assert metric(client.get("/metrics").text, "personarec_fallbacks_total") == 2.0
+
+
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus text format."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")

@@ -59,7 +59,7 @@ def test_openapi_and_health(server):
     spec = httpx.get(server.url + "/openapi.json").json()
     assert "/v1/users/{user_id}/recommendations" in spec["paths"] and "/v1/events" in spec["paths"]
     h = server.health()
-    assert h["status"] == "ok" and len(h["workers"]) == 1 and h["model"] == "popular"
+    assert h["status"] == "ok" and len(h["workers"]) == 1 and h["model"] == "persona_hybrid"
 
 
 def best_position(items: list[dict], cluster: str) -> int:

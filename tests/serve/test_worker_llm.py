@@ -84,5 +84,8 @@ def test_server_refreshes_personas_with_the_real_llm(serve_run_dir, ml100k_split
         assert prov["backend"] == backend and prov["output_tokens"] > 0  # the model ran
         r = httpx.get(f"{srv.url}/v1/users/{user}/recommendations?k=5")
         assert r.status_code == 200 and r.json()["persona_version"] == p["version"]
+        metrics = httpx.get(f"{srv.url}/metrics").text  # an LLM persona counts as one; a fallback as a fallback
+        kind = "personarec_fallbacks_total" if prov["fallback"] else "personarec_llm_personas_total"
+        assert any(line.startswith(kind + " ") and float(line.split()[1]) >= 1 for line in metrics.splitlines())
     finally:
         assert srv.stop() == 0, srv.log()[-3000:]

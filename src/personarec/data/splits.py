@@ -65,6 +65,35 @@ class UserSequences:
         return m
 
     @classmethod
+    def from_sequences(cls, sequences: list[np.ndarray]) -> UserSequences:
+        """Row ``i`` = ``sequences[i]`` (timestamps unknown: zeros); e.g. live histories to score."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        indptr = np.zeros(len(sequences) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        items = np.concatenate([np.asarray(s, dtype=np.int32) for s in sequences]) if sequences else np.zeros(0, np.int32)
+        return cls(indptr=indptr, items=items.astype(np.int32, copy=False), timestamps=np.zeros(len(items), np.int64))
+
+    @classmethod
+    def at_rows(cls, user_idx: list[int], sequences: list[np.ndarray]) -> tuple[np.ndarray, UserSequences]:
+        """``(rows, history)`` with ``history[rows[i]] == sequences[i]``, placed at the users' own
+        indices (models with per-user state, e.g. user embeddings, look users up by index); users
+        without an index (-1) or repeated ones get rows after the largest index."""
+        rows = np.empty(len(sequences), dtype=np.int64)
+        taken: set[int] = set()
+        nxt = max((u for u in user_idx if u >= 0), default=-1) + 1
+        for i, u in enumerate(user_idx):
+            if u >= 0 and u not in taken:
+                rows[i] = u
+                taken.add(u)
+            else:
+                rows[i], nxt = nxt, nxt + 1
+        n = int(rows.max()) + 1 if len(rows) else 0
+        placed: list[np.ndarray] = [np.zeros(0, np.int32)] * n
+        for r, seq in zip(rows, sequences, strict=True):
+            placed[int(r)] = seq
+        return rows, cls.from_sequences(placed)
+
+    @classmethod
     def from_frame(cls, frame: pl.DataFrame, n_users: int) -> UserSequences:
         """``frame`` must be sorted by user_idx then time."""
         counts = np.bincount(frame["user_idx"].to_numpy(), minlength=n_users)

@@ -31,6 +31,7 @@ from personarec.evaluate.metrics import DEFAULT_METRICS, EvalData, Metric, UserB
 from personarec.evaluate.stats import bootstrap_ci
 from personarec.items.space import ItemSpace
 from personarec.recommend.base import Recommender
+from personarec.recommend.pipeline import RankingPipeline
 
 #: Columns shown in the printed "beyond accuracy" table, in order (at the primary k).
 BEYOND = ("coverage", "gini", "ild", "novelty", "serendipity", "exploration")
@@ -227,6 +228,7 @@ def evaluate_models(
     from personarec.cli_common import progress
 
     for name, model in models.items():
+        pipeline = RankingPipeline(model)  # the lists the API serves, without their reasons
         recs = np.empty((len(users), kmax), dtype=np.int32)
         columns: dict[str, list[np.ndarray]] = {}
         rank_s = metric_s = 0.0
@@ -235,7 +237,7 @@ def evaluate_models(
             for start in range(0, len(users), bs):
                 batch_users = users[start : start + bs]
                 t0 = time.perf_counter()
-                top, _ = model.recommend(batch_users, history, kmax, exclude_seen=exclude, batch_size=bs)
+                top = pipeline.top_items(batch_users, history, kmax, exclude_seen=exclude)
                 t1 = time.perf_counter()
                 recs[start : start + len(batch_users)] = top[:, :kmax]
                 batch = UserBatch(batch_users, recs[start : start + len(batch_users)], data)

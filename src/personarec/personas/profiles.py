@@ -6,9 +6,10 @@ takes the LLM persona from the store when it was built from exactly the history 
 the deterministic fallback persona of that same history otherwise; ``from_llm`` records which one
 each user got, so results can state the LLM share honestly.
 
-Leakage rule: a stored persona is used only if its ``version`` (events included) equals the length
-of the history stage asked for and it is not a hindsight label; a persona that saw later events
-(validation or test) is never used for an earlier stage.
+Leakage rule: a stored persona is used only if its ``version`` (events included) is at most the
+length of the history asked for and it is not a hindsight label; a persona that saw later events
+(validation or test) is never used for an earlier stage, while a persona a few events behind is
+used, offline as online (stale-while-revalidate), so both rank the same.
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ class UserProfiles:
 
 
 def usable(persona: Persona, history_length: int) -> bool:
-    """A stored persona describes exactly this history: same cut-off, written by an LLM, no hindsight."""
+    """A stored persona may describe this history: it saw no event beyond it (``version <=`` its
+    length: a persona lagging a few events behind is what serving shows while a refresh is queued,
+    one from the future would leak), it was written by an LLM and it is not a hindsight label."""
     prov = persona.provenance
-    return persona.version == history_length and not prov.fallback and not prov.hindsight
+    return persona.version <= history_length and not prov.fallback and not prov.hindsight
 
 
 def persona_text(summary: str, interests: list[str], explore: list[str]) -> str:

@@ -89,15 +89,9 @@ class Recommender(ABC):
         ``u``'s chronological input sequence (what the model may see)."""
 
     def score_sequence(self, items: np.ndarray) -> np.ndarray:
-        """Scores ``[n_items]`` for one live sequence of item indices, without re-training.
-
-        Sequence models override this; the default treats the sequence as a fresh user.
-        """
-        seq = np.asarray(items, dtype=np.int32)
-        history = UserSequences(
-            indptr=np.array([0, len(seq)], dtype=np.int64), items=seq, timestamps=np.zeros(len(seq), np.int64)
-        )
-        return self.score(np.array([0]), history)[0]
+        """Scores ``[n_items]`` for one live sequence of item indices, without re-training: the
+        sequence as the only row of a history (models that know users by index override this)."""
+        return self.score(np.array([0]), UserSequences.from_sequences([np.asarray(items, dtype=np.int32)]))[0]
 
     # -- ranking -------------------------------------------------------------------------
     def recommend(
@@ -157,11 +151,21 @@ def train_matrix(split: Split) -> sp.csr_matrix:
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k (sorted, best first) via argpartition: O(n_items) per row."""
+    """Row-wise top-k (sorted, best first) via argpartition: O(n_items) per row. Ties go to the
+    lower item index, so the same scores give the same list in a batch of 1000 users or alone."""
     k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.zeros((len(scores), 0), np.int32), np.zeros((len(scores), 0), scores.dtype)
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    tied = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k)  # the cut falls inside a tie
+    for row in tied:  # few rows in practice; take the tied items with the lowest indices
+        s = scores[row]
+        above = np.flatnonzero(s > kth[row])
+        at = np.flatnonzero(s == kth[row])[: k - len(above)]
+        part[row] = np.concatenate([above, at])
     part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
+    order = np.lexsort((part, -part_scores), axis=1) if part.size else part
     return np.take_along_axis(part, order, axis=1).astype(np.int32), np.take_along_axis(part_scores, order, axis=1)
 
 

@@ -1,8 +1,9 @@
 """Persona hybrid (``persona_hybrid``): a base model's list with explore slots for the persona.
 
-The base model's (SASRec by default) scores are ranked by
-:func:`personarec.recommend.persona_ranking.rank`, the exact exploit + explore-quota + explanation
-logic used at serving time, so offline numbers measure what serving does. Shared behaviour
+The base model's (SASRec by default) scores are reranked by
+:func:`personarec.recommend.persona_ranking.rank` (exploit + explore quota + reasons); evaluation
+and the API both rank through :class:`personarec.recommend.pipeline.RankingPipeline`, so offline
+numbers measure what serving shows. Shared behaviour
 (profiles, full score matrix, persistence): :mod:`personarec.recommend.persona_model`.
 """
 
@@ -18,7 +19,8 @@ from personarec.recommend.base import (
     register,
 )
 from personarec.recommend.persona_model import PersonaModel, PersonaModelConfig
-from personarec.recommend.persona_ranking import Ranked, RankingConfig, percentile, rank
+from personarec.recommend.explain import model_reason
+from personarec.recommend.persona_ranking import Ranked, RankingConfig, RankRequest, percentile, rank
 
 
 class PersonaHybridConfig(PersonaModelConfig):
@@ -49,24 +51,27 @@ class PersonaHybrid(PersonaModel):
         return self.config  # type: ignore[return-value]
 
     def _model_reason(self) -> str:
-        name = self.base.name if self.base is not None else None
-        return f"Ranked highly by the {name or 'recommendation'} model for your history."
+        return model_reason(self.base.name if self.base is not None else None)
 
     def ranking_config(self) -> RankingConfig:
-        return RankingConfig(interest_boost=self.cfg.interest_boost, exclude_seen=self.cfg.exclude_seen)
+        return RankingConfig(
+            interest_boost=self.cfg.interest_boost,
+            added_topic_weight=self.cfg.added_topic_weight,
+            exclude_seen=self.cfg.exclude_seen,
+        )
 
-    def _slots(self, users: np.ndarray, history: UserSequences) -> list[tuple[list[Ranked], np.ndarray]]:
+    def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
         assert self.space is not None and self.base is not None, "fit or load the model first"
-        base_scores = np.asarray(self.base.score(users, history), dtype=np.float32)
+        rows, history = UserSequences.at_rows([r.user_idx for r in requests], [r.items for r in requests])
+        base_scores = np.asarray(self.base.score(rows, history), dtype=np.float32)
         z = percentile(base_scores)
         rc, by_name = self.ranking_config(), self.space.cluster_by_name()
         out = []
-        for b, u in enumerate(users):
-            seq = history[int(u)]
-            prof = self.ranking_profile(self.profile(int(u), seq))
+        for b, request in enumerate(requests):
+            prof = self.shaped_profile(request)
             slots = rank(
-                base_scores[b], seq, self.space, prof, self.cfg.slots, self.cfg.explore_quota, rc,
-                model_name=self.base.name, by_name=by_name,
+                base_scores[b], request.items, self.space, prof, self.cfg.slots, self.explore_share(request),
+                rc, model_name=self.base.name, by_name=by_name,
             )  # fmt: skip
             out.append((slots, z[b]))  # everything else in the base model's order, in (0, 1]
         return out

@@ -1,18 +1,19 @@
-"""What the persona-driven recommenders share: per-history profiles, slot scores, explanations.
+"""What the persona-driven recommenders share: per-request profiles, slot scores, explanations.
 
 Both models (:mod:`~personarec.recommend.persona_retrieval`, :mod:`~personarec.recommend.persona_hybrid`)
-describe the history they are asked to score: ``score(users, history)`` builds each user's
-profile from ``history[u]`` (the stored LLM persona when its ``version == len(history[u])`` and it
-is :func:`~personarec.personas.profiles.usable`, else the deterministic fallback persona of that
-history), so a validation run (train history) never sees a persona written after the validation
-event, and a test run (train + valid) uses the persona of the longer history.
+rank :class:`~personarec.recommend.persona_ranking.RankRequest` objects: a history, the stored
+persona (used when :func:`~personarec.personas.profiles.usable`: it describes a prefix of that
+history and was written by an LLM, else the deterministic fallback persona of the history), the
+user's edits and an explore share. ``score(users, history)`` (offline) makes those requests from
+``history[u]`` and the attached persona store, so a validation run (train history) never sees a
+persona written after the validation event; the API makes them from the live history and the
+serving store. One code path, so offline numbers measure what serving shows.
 
 ``score()`` returns a full ``[n_users, n_items]`` matrix, as the evaluation harness ranks it: the
-persona-shaped list (the "slots") gets the highest scores in slot order, every other item follows
+persona-shaped list (the "head") gets the highest scores in head order, every other item follows
 in the underlying order (similarity, resp. the base model's), so full-ranking metrics are well
-defined. :meth:`recommend_explained` returns the same lists as
-:class:`~personarec.recommend.persona_ranking.Ranked` records with the one-line reason from the
-persona, and :meth:`explain` gives the reason of any item.
+defined. :class:`~personarec.recommend.pipeline.RankingPipeline` turns the same rows into
+explained lists (:meth:`describe_items`).
 
 Context keys of ``fit``: ``items`` (ItemSpace, required), ``persona_store`` (PersonaStore, optional:
 LLM personas), ``base`` (an already fitted Recommender, optional), ``embedder`` (optional: a
@@ -48,7 +49,8 @@ from personarec.recommend.base import (
     build_recommender,
     load_recommender,
 )
-from personarec.recommend.persona_ranking import Profile, Ranked
+from personarec.recommend.explain import describe
+from personarec.recommend.persona_ranking import Profile, Ranked, RankRequest, edit_profile
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -66,6 +68,9 @@ class PersonaModelConfig(RecommenderConfig):
     persona: dict[str, Any] = Field(
         default_factory=dict,
         description="personas config (max_interests, max_explore, prompt.recency_half_life...) of the fallback persona",
+    )
+    added_topic_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added (serving edits)"
     )
     num_threads: int = Field(1, ge=1, description="faiss / torch threads while scoring")
     profile_cache: int = Field(8192, ge=0, description="profiles kept in memory, keyed by (user, history)")
@@ -154,14 +159,28 @@ class PersonaModel(Recommender):
         return self
 
     # -- profiles -----------------------------------------------------------------------------
+    def requests_for(self, users: np.ndarray, history: UserSequences) -> list[RankRequest]:
+        """Offline requests: each user's ``history[u]`` with the persona the attached store holds."""
+        out = []
+        for u in np.asarray(users, dtype=np.int64):
+            user_id = str(self.user_ids[u]) if 0 <= u < len(self.user_ids) else f"user-{u}"
+            persona = self.persona_store.get(user_id) if self.persona_store is not None else None
+            out.append(RankRequest(user_id=user_id, items=history[int(u)], user_idx=int(u), persona=persona))
+        return out
+
     def profile(self, user: int, items: np.ndarray) -> UserProfile:
-        """The persona of user ``user`` for exactly the history ``items`` (see module docstring)."""
+        """The persona of split user ``user`` for exactly the history ``items`` (persona from the store)."""
+        return self.profile_for(self.requests_for(np.array([user]), _single(user, items))[0])
+
+    def profile_for(self, request: RankRequest) -> UserProfile:
+        """The persona of the request's history: its stored persona when usable, else the
+        fallback persona of ``request.items`` (memoised by user, history and persona version)."""
         assert self.builder is not None, "fit or load the model first"
-        items = np.asarray(items, dtype=np.int32)
-        user_id = str(self.user_ids[user]) if 0 <= user < len(self.user_ids) else f"user-{user}"
-        persona = self.persona_store.get(user_id) if self.persona_store is not None else None
+        items = np.asarray(request.items, dtype=np.int32)
+        persona = request.persona
         key = (
-            int(user),
+            request.user_id,
+            request.user_idx,
             len(items),
             hash(items.tobytes()),
             None if persona is None else (persona.version, persona.provenance.created_at),
@@ -170,30 +189,44 @@ class PersonaModel(Recommender):
         if hit is not None:
             self._profiles.move_to_end(key)
             return hit
-        prof = self.builder.for_sequence(user_id, items, persona, user_idx=int(user))
+        prof = self.builder.for_sequence(request.user_id, items, persona, user_idx=request.user_idx)
         if self.cfg.profile_cache:
             self._profiles[key] = prof
             while len(self._profiles) > self.cfg.profile_cache:
                 self._profiles.popitem(last=False)
         return prof
 
-    def ranking_profile(self, prof: UserProfile) -> Profile:
-        """The :class:`recommend.persona_ranking.Profile` of a user profile (no user edits offline)."""
+    def shaped_profile(self, request: RankRequest, prof: UserProfile | None = None) -> Profile:
+        """The profile the list is built from: topics by name, the request's user edits applied."""
         assert self.space is not None
+        prof = prof if prof is not None else self.profile_for(request)
         names = self.space.fine_names
-        return Profile(
+        base = Profile(
             interests={names[c]: w for c, w in prof.interests},
             explore=[(names[c], r) for c, r in prof.explore],
             summary=prof.summary,
         )
+        return edit_profile(base, request.edits, self.cfg.added_topic_weight)
 
-    # -- recommending with reasons ------------------------------------------------------------
+    def explore_share(self, request: RankRequest) -> float:
+        """The request's explore share, else the configured quota (what evaluation measures)."""
+        return self.cfg.explore_quota if request.explore is None else float(request.explore)
+
+    # -- scoring ------------------------------------------------------------------------------
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
-        lists = self._slots(np.asarray(users, dtype=np.int64), history)
-        return self._scores_from(lists)
+        return self.score_requests(self.requests_for(users, history))[0]
 
-    def _slots(self, users: np.ndarray, history: UserSequences) -> list[tuple[list[Ranked], np.ndarray]]:
-        """Per user: the persona-shaped head (Ranked records) and the order key of all items."""
+    def score_sequence(self, items: np.ndarray) -> np.ndarray:
+        """A live sequence of a user this model has no persona for: the fallback persona."""
+        return self.score_requests([RankRequest(user_id="", items=np.asarray(items, dtype=np.int32))])[0][0]
+
+    def score_requests(self, requests: list[RankRequest]) -> tuple[np.ndarray, list[list[Ranked]]]:
+        """Full score rows (the persona-shaped head first, in order) and the head's records."""
+        heads = self._heads(requests)
+        return self._scores_from(heads), [slots for slots, _ in heads]
+
+    def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
+        """Per request: the persona-shaped head (Ranked records) and the order key of all items."""
         raise NotImplementedError
 
     def _scores_from(self, lists: list[tuple[list[Ranked], np.ndarray]]) -> np.ndarray:
@@ -207,66 +240,27 @@ class PersonaModel(Recommender):
                 )
         return out
 
-    def recommend_explained(
-        self, users: np.ndarray, history: UserSequences, k: int = 10, *, exclude_seen: bool = True
-    ) -> list[list[Ranked]]:
-        """The same top-``k`` as :meth:`recommend`, each item as a :class:`Ranked` record (kind,
-        cluster, one-line reason from the persona); ``score`` is the item's score in :meth:`score`."""
-        from personarec.recommend.base import mask_seen, top_k
-
-        users = np.asarray(users, dtype=np.int64)
-        lists = self._slots(users, history)
-        scores = self._scores_from(lists)
-        if exclude_seen:
-            mask_seen(scores, users, history)
-        items, top = top_k(scores, k)
-        out = []
-        for row, u in enumerate(users):
-            keep = np.isfinite(top[row])
-            out.append(
-                self._records(int(u), items[row][keep], history[int(u)], lists[row][0], top[row][keep])
-            )
-        return out
-
-    def explain(self, user_idx: int, items: np.ndarray, history: UserSequences | np.ndarray) -> list[str]:
-        """One line per item: why it is (or would be) in ``user_idx``'s list given ``history`` (a
-        UserSequences indexed by user, or the user's own chronological item sequence)."""
-        seq = _user_items(user_idx, history)
-        slots = self._slots(np.array([user_idx]), _single(user_idx, seq))[0][0]
-        return [r.reason for r in self._records(user_idx, np.asarray(items), seq, slots)]
-
-    def _records(
-        self,
-        user_idx: int,
-        items: np.ndarray,
-        seq: np.ndarray,
-        slots: list[Ranked],
-        scores: np.ndarray | None = None,
+    def describe_items(
+        self, request: RankRequest, items: np.ndarray, head: list[Ranked], scores: np.ndarray | None = None
     ) -> list[Ranked]:
-        """Slot items keep the record the list was built with; any other item is explained by
-        its cluster's place in the persona (explore topic, interest, or neither)."""
+        """Records of ``items``: head items keep the record the list was built with; any other item
+        is explained by its cluster's place in the (edited) persona."""
         assert self.space is not None, "fit or load the model first"
-        in_slots = {r.item: r for r in slots}
-        prof = self.profile(user_idx, seq)
-        names = self.space.fine_names
-        weights, reasons = dict(prof.interests), dict(prof.explore)
+        in_head = {r.item: r for r in head}
+        prof = self.shaped_profile(request)
+        explore, fallback = dict(prof.explore), self._model_reason()
         out = []
         for j, item in enumerate(np.asarray(items, dtype=np.int64)):
             score = float(scores[j]) if scores is not None else float("nan")
-            if int(item) in in_slots:
-                r = in_slots[int(item)]
+            if int(item) in in_head:
+                r = in_head[int(item)]
                 out.append(Ranked(r.item, score, r.kind, r.cluster, r.reason))
                 continue
-            c = int(self.space.fine[item])
-            name = names[c]
-            if c in reasons:
-                out.append(
-                    Ranked(int(item), score, "explore", name, f"Something new: {name}. {reasons[c]}".strip())
-                )
-            elif c in weights:
-                out.append(Ranked(int(item), score, "interest", name, f"Because you like {name}."))
-            else:
-                out.append(Ranked(int(item), score, "model", name, self._model_reason()))
+            name = self.space.fine_names[self.space.fine[item]]
+            kind, reason = describe(
+                name, interests=prof.interests, added=prof.added, explore=explore, fallback_reason=fallback
+            )
+            out.append(Ranked(int(item), score, kind, name, reason))
         return out
 
     def _model_reason(self) -> str:
@@ -291,10 +285,6 @@ class PersonaModel(Recommender):
         self.user_ids = np.asarray(json.loads((directory / "users.json").read_text()), dtype=object)
         self.base = load_recommender(directory / "base") if (directory / "base").exists() else None
         self._after_fit(fitting=False)
-
-
-def _user_items(user: int, history: UserSequences | np.ndarray) -> np.ndarray:
-    return history[int(user)] if isinstance(history, UserSequences) else np.asarray(history, dtype=np.int32)
 
 
 def _single(user: int, seq: np.ndarray) -> UserSequences:

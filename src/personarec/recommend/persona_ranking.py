@@ -1,26 +1,32 @@
-"""Turn the model's scores for a live sequence + the (user-edited) persona into a short list.
+"""The persona reranker: a model's scores + the (user-edited) persona -> a short explained list.
 
 Exploit: the model's scores as percentile ranks (1 = the model's best item; ranks, not raw
 scores, so the persona's pull is the same for every model and score scale) plus
 ``interest_boost`` x the weight of the item's cluster among the persona's interests (strongest
-interest = full boost). Explore: a quota of the
-list (``explore`` share) is filled with the model's best items from the persona's explore topics,
-round-robin over topics and spread through the list. Blocked topics are never shown; removed
-interests get no boost; added topics count as interests. Every item gets a one-line reason.
+interest = full boost). Explore: a quota of the list (``explore`` share) is filled with the model's
+best items from the topics the user added and the persona's explore topics, round-robin over
+topics and spread through the list so that every prefix holds its share. Blocked topics are never
+shown; removed interests get no boost. Every item gets a one-line reason
+(:mod:`personarec.recommend.explain`).
+
+This module holds the reranker and the request type; :mod:`personarec.recommend.pipeline` runs
+scorer -> reranker -> list for evaluation and serving alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from personarec.items.space import ItemSpace
 from personarec.personas.schema import Persona, PersonaEdits
+from personarec.recommend.explain import Kind, added_topic_reason, describe, explore_reason, model_reason
 
-Kind = Literal["interest", "added_topic", "model", "explore"]
+T = TypeVar("T")
 
 
 class RankingConfig(BaseModel):
@@ -29,17 +35,35 @@ class RankingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     interest_boost: float = Field(
-        0.1, ge=0.0, description="added to the model's percentile rank (0..1) x interest weight of the item's cluster"
+        0.0,
+        ge=0.0,
+        description="added to the model's percentile rank (0..1) x interest weight of the item's cluster; 0 keeps the model's exploit order",
     )
     added_topic_weight: float = Field(0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added")
-    explore_default: float = Field(0.2, ge=0.0, le=1.0, description="share of the list given to explore topics")
-    max_history: int = Field(200, ge=1, description="most recent events fed to the model")
     exclude_seen: bool = Field(True, description="never recommend an item already in the history")
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One user's ranking request, offline or online: the history to rank for and the persona
+    controls that apply to it.
+
+    ``persona`` is the stored persona to use (None: the fallback persona of ``items``); it is used
+    only if it describes a prefix of ``items`` (:func:`personarec.personas.profiles.usable`).
+    ``explore`` None = the model's own explore share (what offline evaluation measured).
+    """
+
+    user_id: str
+    items: np.ndarray  # chronological item indices
+    user_idx: int = -1  # index in the training split, -1 = a user it never saw
+    persona: Persona | None = None
+    edits: PersonaEdits | None = None
+    explore: float | None = None
 
 
 @dataclass
 class Profile:
-    """The persona as served: generated persona with the user's edits applied."""
+    """The persona as ranked: topics by name, the user's edits applied."""
 
     interests: dict[str, float] = field(default_factory=dict)  # cluster -> weight
     added: list[str] = field(default_factory=list)
@@ -48,23 +72,37 @@ class Profile:
     summary: str = ""
 
 
-def apply_edits(persona: Persona | None, edits: PersonaEdits | None, added_weight: float = 0.5) -> Profile:
+def edit_profile(prof: Profile, edits: PersonaEdits | None, added_weight: float = 0.5) -> Profile:
+    """``prof`` with the user's edits applied: removed and blocked topics dropped, added topics
+    become interests (weight ``added_weight``), a summary override replaces the summary."""
     edits = edits or PersonaEdits()
-    blocked = set(edits.blocked_topics)
+    blocked = set(edits.blocked_topics) | prof.blocked
     removed = set(edits.removed_interests) | blocked
-    prof = Profile(blocked=blocked)
-    if persona is not None:
-        prof.interests = {i.cluster: i.weight for i in persona.interests if i.cluster not in removed}
-        prof.explore = [(t.cluster, t.reason) for t in persona.explore if t.cluster not in removed]
-        prof.summary = persona.summary
+    out = Profile(
+        interests={c: w for c, w in prof.interests.items() if c not in removed},
+        added=[c for c in prof.added if c not in blocked],
+        explore=[(c, r) for c, r in prof.explore if c not in removed],
+        blocked=blocked,
+        summary=prof.summary if edits.summary_override is None else edits.summary_override,
+    )
     for topic in edits.added_topics:
-        if topic not in blocked and topic not in prof.interests:
-            prof.interests[topic] = added_weight
-            prof.added.append(topic)
-    prof.explore = [(c, r) for c, r in prof.explore if c not in prof.interests]
-    if edits.summary_override is not None:
-        prof.summary = edits.summary_override
-    return prof
+        if topic not in blocked and topic not in out.interests:
+            out.interests[topic] = added_weight
+            out.added.append(topic)
+    out.explore = [(c, r) for c, r in out.explore if c not in out.interests]
+    return out
+
+
+def apply_edits(persona: Persona | None, edits: PersonaEdits | None, added_weight: float = 0.5) -> Profile:
+    """The stored persona (or none yet) with the user's edits applied."""
+    base = Profile()
+    if persona is not None:
+        base = Profile(
+            interests={i.cluster: i.weight for i in persona.interests},
+            explore=[(t.cluster, t.reason) for t in persona.explore],
+            summary=persona.summary,
+        )
+    return edit_profile(base, edits, added_weight)
 
 
 def edited_persona(persona: Persona, prof: Profile) -> dict:
@@ -97,74 +135,111 @@ def rank(
     by_name: dict[str, int] | None = None,
 ) -> list[Ranked]:
     """Top-``k`` items for one user (see the module docstring)."""
+    by_name = by_name if by_name is not None else space.cluster_by_name()
+    z, boosted = _exploit_scores(scores, seen, space, prof, config, by_name)
+    k = min(k, int(np.isfinite(boosted).sum()))
+    picks = _explore_picks(z, boosted, space.fine, prof, by_name, min(int(round(k * explore)), k))
+    exploit = _exploit_picks(boosted, space, prof, k - len(picks), {r.item for r in picks}, model_name)
+    return interleave(exploit, picks, len(picks) / max(k, 1))[:k]
+
+
+def _exploit_scores(
+    scores: np.ndarray, seen: np.ndarray, space: ItemSpace, prof: Profile, config: RankingConfig,
+    by_name: dict[str, int],
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Percentile ranks (seen and blocked items -inf) and the same plus the interest boost."""
     s = np.array(scores, dtype=np.float32, copy=True)
-    n = len(s)
     s[~np.isfinite(s)] = -np.inf
     z = percentile(s)[0]
     z[~np.isfinite(s)] = -np.inf
     if config.exclude_seen and len(seen):
-        z[seen[(seen >= 0) & (seen < n)]] = -np.inf
-    by_name = by_name if by_name is not None else space.cluster_by_name()
-    fine = space.fine
-    cluster_weight = np.zeros(space.n_fine, dtype=np.float32)
+        z[seen[(seen >= 0) & (seen < len(s))]] = -np.inf
+    z[topic_mask(space, prof.blocked, by_name)[space.fine]] = -np.inf
+    weight = np.zeros(space.n_fine, dtype=np.float32)
     top_w = max(prof.interests.values(), default=0.0)
     for name, w in prof.interests.items():
         if name in by_name and top_w > 0:
-            cluster_weight[by_name[name]] = w / top_w
-    blocked = np.zeros(space.n_fine, dtype=bool)
-    for name in prof.blocked:
+            weight[by_name[name]] = w / top_w
+    return z, z + config.interest_boost * weight[space.fine]
+
+
+def topic_mask(space: ItemSpace, topics: set[str] | list[str], by_name: dict[str, int]) -> np.ndarray:
+    """Bool ``[n_fine]``: the clusters named in ``topics``."""
+    mask = np.zeros(space.n_fine, dtype=bool)
+    for name in topics:
         if name in by_name:
-            blocked[by_name[name]] = True
-    z[blocked[fine]] = -np.inf
-    boosted = z + config.interest_boost * cluster_weight[fine]
+            mask[by_name[name]] = True
+    return mask
 
-    available = int(np.isfinite(boosted).sum())
-    k = min(k, available)
-    topics = [(by_name[c], c, r) for c, r in prof.explore if c in by_name and not blocked[by_name[c]]]
-    n_explore = min(int(round(k * explore)), k) if topics else 0
 
-    # explore picks: per topic, its members by model score, taken round-robin
-    chosen: set[int] = set()
-    explore_picks: list[Ranked] = []
-    if n_explore:
-        queues = []
-        for cid, name, reason in topics:
-            members = np.flatnonzero((fine == cid) & np.isfinite(z))
-            order = members[np.argsort(-z[members], kind="stable")][:n_explore]
-            queues.append([(int(i), name, reason) for i in order])
-        depth = 0
-        while len(explore_picks) < n_explore and any(depth < len(q) for q in queues):
-            for q in queues:
-                if depth < len(q) and len(explore_picks) < n_explore:
-                    item, name, reason = q[depth]
-                    chosen.add(item)
-                    explore_picks.append(Ranked(item, float(boosted[item]), "explore", name, f"Something new: {name}. {reason}"))
-            depth += 1
-    n_exploit = k - len(explore_picks)
-    exploit: list[Ranked] = []
-    if n_exploit > 0:
-        cand = boosted.copy()
-        if chosen:
-            cand[list(chosen)] = -np.inf
-        m = min(n_exploit, int(np.isfinite(cand).sum()))
-        if m > 0:
-            top = np.argpartition(-cand, m - 1)[:m]
-            top = top[np.argsort(-cand[top], kind="stable")]
-            for i in top:
-                name = space.fine_names[fine[i]]
-                if name in prof.added:
-                    kind, reason = "added_topic", f"You added {name} to your interests."
-                elif name in prof.interests:
-                    kind, reason = "interest", f"Because you like {name}."
-                else:
-                    kind, reason = "model", f"Ranked highly by the {model_name or 'recommendation'} model for your history."
-                exploit.append(Ranked(int(i), float(cand[i]), kind, name, reason))
-    # spread explore items so that every prefix of the list holds its share of them
-    kinds = quota_schedule(len(exploit), len(explore_picks), len(explore_picks) / max(k, 1))
-    exploit_it, explore_it = iter(exploit), iter(explore_picks)
+def _explore_picks(
+    z: np.ndarray, boosted: np.ndarray, fine: np.ndarray, prof: Profile, by_name: dict[str, int], n: int
+) -> list[Ranked]:
+    """``n`` items from the added and explore topics: per topic its best items by model score,
+    taken round-robin (added topics first: the user asked for them)."""
+    topics = [(c, "added_topic", "") for c in prof.added] + [(c, "explore", r) for c, r in prof.explore]
+    topics = [(by_name[c], c, kind, r) for c, kind, r in topics if c in by_name]
+    if n <= 0 or not topics:
+        return []
+    queues = []
+    for cid, name, kind, why in topics:
+        members = np.flatnonzero((fine == cid) & np.isfinite(z))
+        order = members[np.argsort(-z[members], kind="stable")][:n]
+        if kind == "explore":
+            queues.append([Ranked(int(i), float(boosted[i]), "explore", name, explore_reason(name, why)) for i in order])
+        else:
+            reason = added_topic_reason(name)
+            queues.append([Ranked(int(i), float(boosted[i]), "added_topic", name, reason) for i in order])
+    return round_robin(queues, n, key=lambda r: r.item)
+
+
+def _exploit_picks(
+    boosted: np.ndarray, space: ItemSpace, prof: Profile, n: int, taken: set[int], model_name: str | None
+) -> list[Ranked]:
+    """The ``n`` best boosted items not already taken, each with the reason its topic gives."""
+    if n <= 0:
+        return []
+    cand = boosted.copy()
+    if taken:
+        cand[list(taken)] = -np.inf
+    m = min(n, int(np.isfinite(cand).sum()))
+    if m <= 0:
+        return []
+    top = np.argpartition(-cand, m - 1)[:m]
+    top = top[np.lexsort((top, -cand[top]))]
+    fallback, out = model_reason(model_name), []
+    for i in top:
+        name = space.fine_names[space.fine[i]]
+        kind, reason = describe(name, interests=prof.interests, added=prof.added, explore={}, fallback_reason=fallback)
+        out.append(Ranked(int(i), float(cand[i]), kind, name, reason))
+    return out
+
+
+def round_robin(queues: Sequence[Sequence[T]], limit: int, key=lambda x: x) -> list[T]:
+    """Take the first element of every queue, then the second, ... until ``limit`` elements; an
+    element whose ``key`` was already taken is skipped (topics may share items)."""
+    out: list[T] = []
+    taken: set = set()
+    depth = 0
+    while len(out) < limit and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(out) < limit and key(q[depth]) not in taken:
+                taken.add(key(q[depth]))
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
+def interleave(exploit: Sequence[T], explore: Sequence[T], quota: float, *, leftover: bool = True) -> list[T]:
+    """One list in which every prefix holds its share of explore items (:func:`quota_schedule`);
+    with ``leftover``, the remaining explore items follow when the exploit pool ran short (a short
+    list is then filled rather than cut)."""
+    kinds = quota_schedule(len(exploit), len(explore), quota)
+    exploit_it, explore_it = iter(exploit), iter(explore)
     out = [next(explore_it) if is_explore else next(exploit_it) for is_explore in kinds]
-    out.extend(explore_it)  # only when the exploit pool ran short
-    return out[:k]
+    if leftover:
+        out.extend(explore_it)
+    return out
 
 
 def percentile(scores: np.ndarray) -> np.ndarray:

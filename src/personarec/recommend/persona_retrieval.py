@@ -26,7 +26,16 @@ from personarec.recommend.base import (
 )
 from personarec.recommend.cluster_index import ClusterIndex
 from personarec.recommend.persona_model import PersonaModel, PersonaModelConfig
-from personarec.recommend.persona_ranking import Ranked, percentile, quota_schedule
+from personarec.recommend.explain import describe, explore_reason
+from personarec.recommend.persona_ranking import (
+    Profile,
+    Ranked,
+    RankRequest,
+    interleave,
+    percentile,
+    round_robin,
+    topic_mask,
+)
 
 
 class PersonaRetrievalConfig(PersonaModelConfig):
@@ -158,44 +167,53 @@ class PersonaRetrieval(PersonaModel):
         return np.stack([self.history_query(s) for s in seqs]) if seqs else np.zeros((0, 1), np.float32)
 
     # -- retrieval ----------------------------------------------------------------------------
-    def _slots(self, users: np.ndarray, history: UserSequences) -> list[tuple[list[Ranked], np.ndarray]]:
-        import faiss
-
-        assert self.space is not None and self.index is not None, "fit or load the model first"
+    def _mix(self, q: np.ndarray, requests: list[RankRequest]) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate scores ``[B, n]`` (similarity, optionally mixed with the base model and
+        popularity as percentile ranks) and the popularity percentile (tie-breaker)."""
         cfg, space = self.cfg, self.space
-        faiss.omp_set_num_threads(cfg.num_threads)
-        seqs = [history[int(u)] for u in users]
-        profiles = [self.profile(int(u), s) for u, s in zip(users, seqs, strict=True)]
-        q = self.queries(profiles, seqs)
-        sim = q @ space.embeddings.T  # [B, n]: candidate scores and the order of everything else
+        assert space is not None
+        sim = q @ space.embeddings.T
         pop = (
             percentile(self.popularity[None])[0]
             if len(self.popularity)
             else np.zeros(self.n_items, np.float32)
         )
         w_base = cfg.sasrec_weight if self.base is not None else 0.0
-        if w_base > 0 or cfg.popularity_weight > 0:  # percentile ranks: one scale for every signal
-            mix = (1 - w_base - cfg.popularity_weight) * percentile(sim) + cfg.popularity_weight * pop[None]
-            if w_base > 0:
-                import torch
+        if w_base <= 0 and cfg.popularity_weight <= 0:
+            return sim, pop
+        mix = (1 - w_base - cfg.popularity_weight) * percentile(sim) + cfg.popularity_weight * pop[None]
+        if w_base > 0:
+            import torch
 
-                torch.set_num_threads(cfg.num_threads)
-                mix = mix + w_base * percentile(self.base.score(users, history))
-        else:
-            mix = sim
+            torch.set_num_threads(cfg.num_threads)
+            rows, history = UserSequences.at_rows([r.user_idx for r in requests], [r.items for r in requests])
+            mix = mix + w_base * percentile(self.base.score(rows, history))
+        return mix, pop
 
-        # one (query, cluster) row per interest and explore cluster of every user; `want` unseen
+    def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
+        import faiss
+
+        assert self.space is not None and self.index is not None, "fit or load the model first"
+        cfg, space = self.cfg, self.space
+        faiss.omp_set_num_threads(cfg.num_threads)
+        seqs = [np.asarray(r.items, dtype=np.int32) for r in requests]
+        profiles = [self.profile_for(r) for r in requests]
+        shaped = [self.shaped_profile(r, p) for r, p in zip(requests, profiles, strict=True)]
+        q = self.queries(profiles, seqs)
+        mix, pop = self._mix(q, requests)
+        by_name = space.cluster_by_name()
+        plans = [self._plan(p, by_name, self.explore_share(r)) for p, r in zip(shaped, requests, strict=True)]
+
+        # one (query, cluster) row per interest and explore cluster of every request; `want` unseen
         # items are needed from it, so the search asks for want + (seen items of that cluster)
         rows_user, rows_cluster, rows_want, rows_k = [], [], [], []
-        for b, prof in enumerate(profiles):
-            seen_counts = (
-                np.bincount(space.fine[seqs[b]], minlength=space.n_fine) if cfg.exclude_seen else None
-            )
-            total = sum(w for _, w in prof.interests) or 1.0
-            budget = cfg.per_cluster * len(prof.interests)
-            wanted = [(c, max(1, int(round(budget * w / total)))) for c, w in prof.interests]
-            if cfg.explore_quota > 0:
-                wanted += [(c, cfg.per_cluster) for c, _ in prof.explore]
+        for b, (interests, explore, share) in enumerate(plans):
+            seen_counts = np.bincount(space.fine[seqs[b]], minlength=space.n_fine) if cfg.exclude_seen else None
+            total = sum(w for _, w in interests) or 1.0
+            budget = cfg.per_cluster * len(interests)
+            wanted = [(c, max(1, int(round(budget * w / total)))) for c, w in interests]
+            if share > 0:
+                wanted += [(c, cfg.per_cluster) for c, _ in explore]
             for c, want in wanted:
                 rows_user.append(b)
                 rows_cluster.append(c)
@@ -204,61 +222,68 @@ class PersonaRetrieval(PersonaModel):
         _, found = self.index.search(
             q[rows_user], np.array(rows_cluster, dtype=np.int64), max(rows_k, default=1)
         )
-
-        per_user: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in users]
+        per_user: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in requests]
         for r, (b, c, want) in enumerate(zip(rows_user, rows_cluster, rows_want, strict=True)):
             per_user[b].append((c, want, found[r]))
         out = []
-        for b, prof in enumerate(profiles):
-            seen = np.zeros(self.n_items, dtype=bool)
+        for b, (prof, plan) in enumerate(zip(shaped, plans, strict=True)):
+            excluded = np.zeros(self.n_items, dtype=bool)
             if cfg.exclude_seen:
-                seen[seqs[b]] = True
-            slots = self._layout(prof, per_user[b], mix[b], seen)
+                excluded[seqs[b]] = True
+            excluded |= topic_mask(space, prof.blocked, by_name)[space.fine]
+            slots = self._layout(prof, plan, per_user[b], mix[b], excluded)
             # everything else in similarity order, at most ~1 (< SLOT_BASE); popularity breaks ties
             rest = (mix[b] - float(mix[b].max(initial=0.0)) + 1.0 + 1e-6 * pop).astype(np.float32)
             out.append((slots, rest))
         return out
 
+    @staticmethod
+    def _plan(
+        prof: Profile, by_name: dict[str, int], share: float
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, str]], float]:
+        """Interest clusters (with weights) and explore clusters (with reasons; retrieved from only
+        with a share > 0, but kept out of the exploit backfill either way)."""
+        interests = [(by_name[c], w) for c, w in prof.interests.items() if c in by_name]
+        explore = [(by_name[c], r) for c, r in prof.explore if c in by_name]
+        return interests, explore, share
+
     def _layout(
-        self, prof: UserProfile, found: list[tuple[int, int, np.ndarray]], mix: np.ndarray, seen: np.ndarray
+        self,
+        prof: Profile,
+        plan: tuple[list[tuple[int, float]], list[tuple[int, str]], float],
+        found: list[tuple[int, int, np.ndarray]],
+        mix: np.ndarray,
+        excluded: np.ndarray,
     ) -> list[Ranked]:
         """Exploit pool (interest candidates by boosted score) and explore queues (per cluster, by
-        score, taken round-robin) interleaved by :func:`quota_schedule`."""
+        score, taken round-robin) interleaved by :func:`interleave`."""
         assert self.space is not None
         names, fine = self.space.fine_names, self.space.fine
-        weights = dict(prof.interests)
-        reasons = dict(prof.explore)
+        interests, explore, share = plan
+        weights = dict(interests)
         top_w = max(weights.values(), default=0.0) or 1.0
         exploit: dict[int, float] = {}
         queues: list[list[int]] = []
         for j, (c, want, ids) in enumerate(found):
             ids = ids[ids >= 0]
-            ids = ids[~seen[ids]][:want]
-            if j < len(prof.interests):  # rows hold the interest clusters first, then explore clusters
+            ids = ids[~excluded[ids]][:want]
+            if j < len(interests):  # rows hold the interest clusters first, then explore clusters
                 for i in ids:
                     exploit[int(i)] = float(mix[i]) + self.cfg.interest_boost * weights[c] / top_w
             else:
                 queues.append([int(i) for i in ids[np.argsort(-mix[ids], kind="stable")]])
         exploit_items = sorted(exploit, key=lambda i: (-exploit[i], i))
-        explore_items: list[int] = []
-        taken = set(exploit)
-        n_slots = self.cfg.slots
-        for depth in range(max((len(qq) for qq in queues), default=0)):
-            for qq in queues:
-                if depth < len(qq) and qq[depth] not in taken:
-                    explore_items.append(qq[depth])
-                    taken.add(qq[depth])
+        explore_items = [i for i in round_robin(queues, self.n_items) if i not in exploit]
         # interest candidates are few (a share of per_cluster per cluster): backfill the exploit side
         # with the most similar items outside the explore clusters, so a short pool neither stops
         # the list early nor lets explore-cluster items in through the similarity-ordered tail
-        need = n_slots - len(exploit_items)
+        need = self.cfg.slots - len(exploit_items)
         if need > 0:
             cand = np.array(mix, dtype=np.float64, copy=True)
-            cand[seen] = -np.inf
-            if taken:
-                cand[list(taken)] = -np.inf
-            if prof.explore:
-                cand[np.isin(fine, prof.explore_clusters)] = -np.inf
+            cand[excluded] = -np.inf
+            cand[exploit_items + explore_items] = -np.inf
+            if explore:
+                cand[np.isin(fine, [c for c, _ in explore])] = -np.inf
             m = min(need, int(np.isfinite(cand).sum()))
             if m > 0:
                 top = np.argpartition(-cand, m - 1)[:m]
@@ -266,24 +291,13 @@ class PersonaRetrieval(PersonaModel):
                 for i in top:
                     exploit[int(i)] = float(mix[i])
                 exploit_items += [int(i) for i in top]
-        kinds = quota_schedule(len(exploit_items), len(explore_items), self.cfg.explore_quota)[:n_slots]
-        out: list[Ranked] = []
-        xi = ei = 0
-        for is_explore in kinds:
-            if is_explore:
-                i, ei = explore_items[ei], ei + 1
-                name = names[fine[i]]
-                reason = reasons.get(int(fine[i]), "")
-                out.append(
-                    Ranked(i, float(mix[i]), "explore", name, f"Something new: {name}. {reason}".strip())
-                )
+        reasons, fallback = dict(prof.explore), self._model_reason()
+        records = []
+        for i in interleave(exploit_items, explore_items, share, leftover=False)[: self.cfg.slots]:
+            name = names[fine[i]]
+            if i in exploit:
+                kind, reason = describe(name, interests=prof.interests, added=prof.added, explore={}, fallback_reason=fallback)
+                records.append(Ranked(i, exploit[i], kind, name, reason))
             else:
-                i, xi = exploit_items[xi], xi + 1
-                name = names[fine[i]]
-                if int(fine[i]) in weights:
-                    out.append(Ranked(i, exploit[i], "interest", name, f"Because you like {name}."))
-                else:
-                    out.append(Ranked(i, exploit[i], "model", name, self._model_reason()))
-        return out
-
-
+                records.append(Ranked(i, float(mix[i]), "explore", name, explore_reason(name, reasons.get(name, ""))))
+        return records

@@ -4,9 +4,14 @@ persona shape the list. New events are stored durably before ``202 Accepted`` an
 background refresh; a stale persona is served while its refresh is queued
 (stale-while-revalidate).
 
+Lists come from :class:`personarec.recommend.pipeline.RankingPipeline`, the pipeline offline
+evaluation ranks with: for the same history, persona and no edits, the API returns the evaluated
+list.
+
 Unknown users get **404** (no cold-start fallback: a user exists once the offline data or a
 ``POST /v1/events`` has introduced them), unknown items in events **422**, malformed input
-**422**. Store outages answer **503** rather than 500.
+**422**. Store outages answer **503**; anything else is a bug: **500** with a request id that
+the log repeats next to the traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -21,6 +27,7 @@ import numpy as np
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,8 +36,8 @@ from personarec.personas.schema import Persona, PersonaEdits
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
-from personarec.recommend.persona_ranking import apply_edits, edited_persona, rank
-from personarec.serve.store.base import ServingStore
+from personarec.recommend.persona_ranking import Ranked, RankRequest, apply_edits, edited_persona
+from personarec.serve.store.base import ServingStore, is_store_outage
 from personarec.serve.worker import LAG_BUCKETS
 
 log = logging.getLogger("personarec.serve.api")
@@ -129,6 +136,11 @@ class ApiState:
         self.registry.register(StoreCollector(self.store))
         self._sync_lock = threading.Lock()
 
+    def write_persona_now(self, history: Any) -> Persona:
+        """Benchmark-only ``sync_llm``: write the persona on the request path (one at a time)."""
+        with self._sync_lock:
+            return self.sync_writer.write(history).persona
+
 
 class StoreCollector:
     """Exports what the workers record in the store (shared by every process)."""
@@ -153,7 +165,8 @@ class StoreCollector:
         for name, key, doc in (
             ("personarec_refreshes", "refreshes", "personas written by refresh workers"),
             ("personarec_llm_errors", "llm_errors", "refreshes where the LLM failed after retries"),
-            ("personarec_fallbacks", "fallbacks", "fallback personas written (users without a persona)"),
+            ("personarec_llm_personas", "llm_personas", "LLM-written personas stored by refresh workers"),
+            ("personarec_fallbacks", "fallbacks", "fallback personas stored (the LLM failed for a user without a persona, or the fallback writer)"),
             ("personarec_refresh_jobs", "refresh_jobs", "refresh jobs processed"),
         ):
             c = CounterMetricFamily(name, doc)
@@ -227,9 +240,17 @@ def create_app(state: ApiState) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.exception_handler(Exception)
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed")
-        return JSONResponse(status_code=503, content={"detail": f"service unavailable: {type(exc).__name__}"})
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex[:16]
+        if is_store_outage(exc):  # the store blinked: retryable, not a bug
+            log.warning("store unavailable (request %s): %r", request_id, exc)
+            status, detail = 503, f"store unavailable ({type(exc).__name__}); retry shortly"
+        else:
+            log.exception("bug while serving %s %s (request %s)", request.method, request.url.path, request_id)
+            status, detail = 500, f"internal error; quote request id {request_id} when reporting it"
+        return JSONResponse(
+            status_code=status, content={"detail": detail, "request_id": request_id}, headers={"x-request-id": request_id}
+        )
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz() -> Health:
@@ -253,7 +274,7 @@ def create_app(state: ApiState) -> FastAPI:
     async def recommendations(
         user_id: UserId,
         k: Annotated[int, Query(ge=1, le=100, description="list length")] = 10,
-        explore: Annotated[float | None, Query(ge=0.0, le=1.0, description="share of explore items (default from config)")] = None,
+        explore: Annotated[float | None, Query(ge=0.0, le=1.0, description="share of explore items (default: the served model's own, i.e. its explore quota for a persona model, 0 for a plain one)")] = None,
         sync_llm: Annotated[bool, Query(description="benchmark only: write the persona on the request path")] = False,
     ):
         """Top-k items for the user's live history, shaped by their persona. Never calls an LLM
@@ -261,47 +282,34 @@ def create_app(state: ApiState) -> FastAPI:
         st = store.user_state(user_id)
         if not assets.is_known(user_id, st):
             return _not_found(user_id)
-        history = assets.live_history(user_id, store, st, max_len=cfg.ranking.max_history)
+        if assets.pipeline is None:
+            return JSONResponse(status_code=503, content={"detail": "no trained model loaded; run `personarec train`"})
+        history = assets.live_history(user_id, store, st, max_len=cfg.max_history)
         sync_s = None
         if sync_llm and state.sync_writer is not None:
             t0 = time.perf_counter()
-            full = assets.live_history(user_id, store, st)
-            from starlette.concurrency import run_in_threadpool
-
-            def write_now():
-                with state._sync_lock:
-                    return state.sync_writer.write(full).persona
-
-            persona = await run_in_threadpool(write_now)
+            persona = await run_in_threadpool(state.write_persona_now, assets.live_history(user_id, store, st))
             sync_s = time.perf_counter() - t0
         else:
             persona = store.get(user_id)
-        last_seq = history.last_seq
-        stale = persona is None or persona.version < last_seq or _too_old(persona, cfg.stale_after_s)
+        stale = persona is None or persona.version < history.last_seq or _too_old(persona, cfg.stale_after_s)
         if stale and not sync_llm:
             state.stale_reads.inc()
             if store.queued_job(user_id) is None:  # a read-only check first: most stale reads find a job
                 queue.push(user_id, base_len=assets.base_len(user_id), touch=False)
-        prof = apply_edits(persona, store.get_edits(user_id), cfg.ranking.added_topic_weight)
-        scores = _score(assets, history.items)
-        share = cfg.ranking.explore_default if explore is None else explore
-        ranked = rank(np.asarray(scores), history.items, assets.space, prof, k, share, cfg.ranking, assets.model_name, assets.cluster_index)
-        titles = assets.titles
+        request = RankRequest(
+            user_id=user_id, items=history.items, user_idx=history.user_idx, persona=persona,
+            edits=store.get_edits(user_id), explore=explore,
+        )  # fmt: skip
+        ranked = assets.pipeline.rank([request], k)[0]
         return Recommendations(
             user_id=user_id,
             persona_version=persona.version if persona is not None else None,
             persona_stale=stale,
-            history_length=int(last_seq),
+            history_length=int(history.last_seq),
             model=assets.model_name,
-            explore=share,
-            items=[
-                RecommendedItem(
-                    item_id=str(assets.split.item_ids[r.item]), title=titles[r.item] if titles else None,
-                    score=round(r.score, 4) if np.isfinite(r.score) else 0.0, cluster=r.cluster, kind=r.kind,
-                    explanation=r.reason,
-                )  # fmt: skip
-                for r in ranked
-            ],
+            explore=assets.pipeline.explore_share(request),
+            items=[_item(assets, r) for r in ranked],
             sync_llm_seconds=sync_s,
         )
 
@@ -332,7 +340,7 @@ def create_app(state: ApiState) -> FastAPI:
         edits = store.get_edits(user_id) or PersonaEdits()
         last_seq = st.last_seq if st is not None else assets.base_len(user_id)
         stale = persona is None or persona.version < last_seq
-        prof = apply_edits(persona, edits, cfg.ranking.added_topic_weight)
+        prof = apply_edits(persona, edits, assets.added_topic_weight)
         return PersonaView(
             user_id=user_id, version=persona.version if persona else None, last_seq=last_seq, stale=stale,
             fallback=persona.provenance.fallback if persona else None,
@@ -410,21 +418,9 @@ def _too_old(persona: Persona, max_age_s: float | None) -> bool:
     return time.time() - created > max_age_s
 
 
-def _score(assets: ServingAssets, items: np.ndarray) -> np.ndarray:
-    if not len(items) or assets.model is None:
-        return _popular(assets)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return assets.model.score_sequence(items)
-    with torch.inference_mode():
-        return assets.model.score_sequence(items)
-
-
-def _popular(assets: ServingAssets) -> np.ndarray:
-    """Scores for an empty history: training popularity (a new user's first request)."""
-    cached = getattr(assets, "_popularity", None)
-    if cached is None:
-        cached = np.bincount(assets.split.train["item_idx"].to_numpy(), minlength=assets.n_items).astype(np.float32)
-        assets._popularity = cached  # type: ignore[attr-defined]
-    return cached
+def _item(assets: ServingAssets, r: Ranked) -> RecommendedItem:
+    return RecommendedItem(
+        item_id=str(assets.split.item_ids[r.item]), title=assets.titles[r.item] if assets.titles else None,
+        score=round(r.score, 4) if np.isfinite(r.score) else 0.0, cluster=r.cluster, kind=r.kind,
+        explanation=r.reason,
+    )  # fmt: skip

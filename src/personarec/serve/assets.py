@@ -17,6 +17,8 @@ from personarec.data.splits import Split, UserSequences, load_split
 from personarec.errors import DataError
 from personarec.items.space import ItemSpace
 from personarec.recommend.base import Recommender
+from personarec.recommend.persona_ranking import RankingConfig
+from personarec.recommend.pipeline import RankingPipeline
 from personarec.serve.store.base import ServingStore, StoredEvent, UserState
 
 
@@ -42,30 +44,37 @@ class ServingAssets:
     item_index: dict[str, int] = field(default_factory=dict)
     cluster_index: dict[str, int] = field(default_factory=dict)
     titles: list[str] = field(default_factory=list)
+    pipeline: RankingPipeline | None = None  # the model's ranking pipeline (None: no model loaded)
 
     @classmethod
     def load(
-        cls, run_dir: str | Path, *, stage: str = "test", model: str | None = None, with_model: bool = True
-    ) -> ServingAssets:
+        cls, run_dir: str | Path, *, stage: str = "test", model: str | None = None, with_model: bool = True,
+        ranking: RankingConfig | None = None,
+    ) -> ServingAssets:  # fmt: skip
         run = Path(run_dir)
         split = load_split(run / "split")
         space = ItemSpace.load(run / "items")
         if space.n_items != split.n_items:
             raise DataError(f"{run / 'items'} has {space.n_items} items but the split has {split.n_items}; rebuild items")
         recommender, name = (load_model(run, model) if with_model else (None, None))
-        return cls.build(split, space, recommender, name, stage=stage)
+        return cls.build(split, space, recommender, name, stage=stage, ranking=ranking)
 
     @classmethod
     def build(
-        cls, split: Split, space: ItemSpace, model: Recommender | None = None, model_name: str | None = None, *, stage: str = "test"
-    ) -> ServingAssets:
+        cls, split: Split, space: ItemSpace, model: Recommender | None = None, model_name: str | None = None, *,
+        stage: str = "test", ranking: RankingConfig | None = None,
+    ) -> ServingAssets:  # fmt: skip
         base = split.history("test") if stage == "test" else split.history("train")
         titles = [str(t) for t in split.catalogue.frame["title"].to_list()] if "title" in split.catalogue.frame.columns else []
         return cls(
             split=split, space=space, base=base, model=model, model_name=model_name or (model.name if model else None),
             user_index=split.user_index(), item_index=split.item_index(), cluster_index=space.cluster_by_name(),
-            titles=titles,
+            titles=titles, pipeline=RankingPipeline(model, space, ranking) if model is not None else None,
         )  # fmt: skip
+
+    @property
+    def added_topic_weight(self) -> float:
+        return self.pipeline.added_topic_weight if self.pipeline is not None else RankingConfig().added_topic_weight
 
     @property
     def n_items(self) -> int:
@@ -127,8 +136,8 @@ def limit_model_threads(model: Recommender, threads: int) -> None:
 
 
 def load_model(run: Path, name: str | None) -> tuple[Recommender, str]:
-    """The trained recommender ``RUN_DIR/models/<name>`` (``name=None``: SASRec if trained, else
-    the first model found)."""
+    """The trained recommender ``RUN_DIR/models/<name>`` (``name=None``: the persona hybrid if
+    trained, so the persona is in the loop, else SASRec, else the first model found)."""
     from personarec.recommend.base import load_recommender
 
     models = run / "models"
@@ -136,7 +145,7 @@ def load_model(run: Path, name: str | None) -> tuple[Recommender, str]:
     if name is None:
         if not found:
             raise DataError(f"no trained model under {models}; run `personarec train` first")
-        name = "sasrec" if "sasrec" in found else found[0]
+        name = next((n for n in ("persona_hybrid", "sasrec") if n in found), found[0])
     if name not in found:
         raise DataError(f"no trained model {name!r} under {models} (found: {found or 'none'})")
     return load_recommender(models / name), name

@@ -1,4 +1,4 @@
-"""``[serve]`` section of the run config: store, API, refresh workers, ranking knobs."""
+"""``[serve]`` section of the run config: store, API, refresh workers, request knobs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ class ServeConfig(BaseModel):
     host: str = Field("127.0.0.1", description="API bind address")
     port: int = Field(8000, ge=0, le=65535, description="API port (0 = pick a free one)")
     workers: int = Field(1, ge=0, le=64, description="refresh worker processes (0 = API only)")
-    model: str | None = Field(None, description="trained recommender under RUN_DIR/models/ (None = the first found)")
+    model: str | None = Field(
+        None,
+        description="trained recommender under RUN_DIR/models/ (None = persona_hybrid if trained, else sasrec, else the first found)",
+    )
     writer: str = Field("llm", description="persona writer of the refresh workers: llm | fallback")
     backend: str | None = Field(None, description="LLM backend (None = personas.backend)")
     backend_config: dict[str, Any] | None = Field(None, description="backend config (None = personas.backend_config)")
@@ -36,4 +39,12 @@ class ServeConfig(BaseModel):
         False, description="enable ?sync_llm=1 (LLM on the request path) for the serving benchmark only"
     )
     queue: QueueConfig = Field(default_factory=QueueConfig)
-    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    max_history: int | None = Field(
+        None,
+        ge=1,
+        description="most recent events read per request (None = the whole history, as offline evaluation ranks it; a cap makes long histories rank differently)",
+    )
+    ranking: RankingConfig = Field(
+        default_factory=RankingConfig,
+        description="persona reranker of a plain model asked for ?explore=...; persona models use their own settings",
+    )

@@ -76,7 +76,7 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         pass
     url = store_url(run_dir, serve, personas)
     try:
-        assets = ServingAssets.load(run_dir, stage=personas.history_stage, model=serve.model)
+        assets = ServingAssets.load(run_dir, stage=personas.history_stage, model=serve.model, ranking=serve.ranking)
     except FileNotFoundError as exc:
         raise ConfigError(f"{run_dir}: {exc}") from None
     if assets.model is not None:

@@ -124,9 +124,11 @@ class RefreshWorker:
         stats: dict[str, float] = {"refresh_seconds": result.seconds, "refresh_jobs": 1.0}
         if result.status == "generated" and result.persona is not None:
             persona = result.persona.model_copy(update={"version": job.target_seq})
-            stats.update(refreshes=1.0, **lag_stats(time.time() - job.first_at))
+            fallback = persona.provenance.fallback  # e.g. the fallback writer: counted as what it is
+            stats.update(refreshes=1.0, **{"fallbacks" if fallback else "llm_personas": 1.0})
+            stats.update(lag_stats(time.time() - job.first_at))
             self.queue.complete(job, persona, stats)
-            return "generated"
+            return "fallback" if fallback else "generated"
         if result.status == "unusable":
             stats["unusable"] = 1.0
             self.queue.complete(job, None, stats)

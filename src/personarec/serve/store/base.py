@@ -171,6 +171,22 @@ class ServingStore(PersonaStore):
     def stats(self) -> dict[str, float]: ...
 
 
+def is_store_outage(exc: BaseException) -> bool:
+    """True for errors that mean the store is unreachable or busy (retry later, answer 503), not a
+    bug: SQLite's locked/unable-to-open errors, Redis connection and timeout errors, OS errors."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):  # a bad statement is an OperationalError too: a bug
+        return any(m in str(exc).lower() for m in ("locked", "busy", "unable to open", "disk i/o", "readonly"))
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return True
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a dependency
+        return False
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError))
+
+
 def open_store(url: str) -> ServingStore:
     """``sqlite:///path/to/file.db`` (or a bare path) -> SQLite; ``redis://host:port/db`` -> Redis."""
     if url.startswith("redis://") or url.startswith("rediss://"):
