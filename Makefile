@@ -1,6 +1,6 @@
 # personarec: two commands do everything.
 #   make demo  -> set up the virtualenv and run the end-to-end job on ML-100k
-#   make test  -> set up the virtualenv and run the test suite
+#   make test  -> set up the virtualenv and run the test suite (make test-fast: the < 3 min lane)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the fast lane (< 3 min): everything but the slow, LLM and demo tests
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not llm and not demo"
 
 bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -1,4 +1,5 @@
-"""The README's main command, end to end on ML-100k, cut short (1 SASRec epoch, no LLM personas)."""
+"""The README's main command, end to end on ML-100k, cut short (1 SASRec epoch, LLM personas for
+a sample of users), in data-flow order: the persona model ranks with the personas written first."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ def embedding_cache(request, tmp_path) -> Path:
     return Path(cache.mkdir("personarec-embeddings")) if cache is not None else tmp_path / "embeddings"
 
 
+@pytest.mark.demo
+@pytest.mark.llm
+@pytest.mark.slow
 def test_demo_runs_end_to_end(ml100k_dir, tmp_path, embedding_cache):
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "personarec.cli", "demo", "--config", str(ROOT / "configs" / "demo.toml"),
-        "--run-dir", str(run_dir), "--no-personas",
+        "--run-dir", str(run_dir), "--set", "personas.sample_users=24",
         "--set", f"data.data_dir={ml100k_dir}", "--set", f"items.cache_dir={embedding_cache}",
         "--set", "recommend.models.sasrec.max_epochs=1", "--set", "recommend.models.sasrec.num_threads=1",
     ]  # fmt: skip
@@ -36,4 +40,11 @@ def test_demo_runs_end_to_end(ml100k_dir, tmp_path, embedding_cache):
     summary = json.loads((run_dir / "eval" / "results.json").read_text())
     assert "persona_hybrid" in json.dumps(summary)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert {"items", "train.sasrec", "train.persona_hybrid"} <= set(manifest["stages"])
+    assert {"items", "personas", "train.sasrec", "train.persona_hybrid"} <= set(manifest["stages"])
+    order = list(manifest["stages"])
+    assert order.index("personas") < order.index("train.persona_hybrid")  # personas first
+    # the persona model's lists used the LLM personas written by the personas stage
+    llm_written = manifest["stages"]["personas"]["generated"]
+    counts = summary["personas"]["persona_hybrid"]
+    assert counts["llm"] == llm_written > 0, (counts, llm_written)
+    assert "Personas in the loop" in report

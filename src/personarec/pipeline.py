@@ -1,7 +1,10 @@
 """The end-to-end job behind ``make demo`` / ``personarec demo``.
 
-data -> items -> recommenders -> evaluation -> personas -> report, each stage writing into one
-run directory with its manifest. Every stage is the same function its own CLI verb calls, so the
+data -> items -> personas -> recommenders -> evaluation -> report, each stage writing into one
+run directory with its manifest: personas come before the models so that persona models train,
+evaluate and serve with the LLM personas (the report counts how many lists used them). A rerun
+into the same directory reuses the personas already written under the same config and refuses a
+store written under another one. Every stage is the same function its own CLI verb calls, so the
 demo is only the composition, never a second implementation.
 """
 
@@ -24,7 +27,7 @@ def demo(
     models: str = typer.Option(
         None, "--models", help="Comma-separated recommenders to train and compare (default: recommend.train in the config)."
     ),
-    personas: bool = typer.Option(True, "--personas/--no-personas", help="Generate personas for a user sample."),
+    personas: bool = typer.Option(True, "--personas/--no-personas", help="Generate personas (personas.sample_users users; 0 = every user) before training."),
     set_: SetOption = None,
 ) -> None:
     """Run the whole pipeline on one dataset and write an HTML report (ML-100k: ~10 minutes on 2 cores)."""
@@ -51,21 +54,21 @@ def demo(
     space = run_items(cfg, run, split)
     print_summary(space, run.path / "items")
 
-    console.rule("[bold]3/6 recommenders")
+    if personas:
+        console.rule("[bold]3/6 personas (the models below rank with them)")
+        from personarec.personas.commands import run_personas
+
+        run_personas(cfg, run, split, space)
+
+    console.rule("[bold]4/6 recommenders")
     from personarec.recommend.commands import run_context, train_models
 
     trained = train_models(cfg, run, split, names, **run_context(cfg, run, items=space))
 
-    console.rule("[bold]4/6 evaluation (full ranking)")
+    console.rule("[bold]5/6 evaluation (full ranking)")
     from personarec.evaluate.commands import run_evaluation
 
     run_evaluation(cfg, run, split, trained, items=space)
-
-    if personas:
-        console.rule("[bold]5/6 personas")
-        from personarec.personas.commands import run_personas
-
-        run_personas(cfg, run, split, space)
 
     console.rule("[bold]6/6 report")
     from personarec.evaluate.report import write_report

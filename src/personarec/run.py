@@ -59,6 +59,10 @@ class RunDir:
         tmp.write_text(json.dumps(m, indent=2, default=str))
         tmp.replace(self.manifest_path)
 
+    def record(self, **fields: Any) -> None:
+        """Set top-level manifest fields (e.g. the fingerprint of the persona store)."""
+        self._update(**fields)
+
     def record_checksums(self, dataset: str, checksums: dict[str, str]) -> None:
         m = self.manifest()
         m.setdefault("datasets", {})[dataset] = checksums

@@ -61,3 +61,31 @@ def test_missing_inputs_are_user_errors(tmp_path):
     assert isinstance(res.exception, DataError) and "personarec data split" in str(res.exception)
     res = CliRunner().invoke(app, ["show", "1", "--run-dir", str(tmp_path)])
     assert isinstance(res.exception, DataError)
+
+
+def test_a_store_written_under_another_config_is_refused(ml100k_split, tmp_path):
+    """A rerun with the same config reuses the store (every user already up to date); a changed
+    personas config, or another seed, is refused with a message instead of silently reused."""
+    from personarec.config import RunConfig
+    from personarec.errors import ConfigError
+    from personarec.personas.commands import check_persona_store
+
+    save_split(ml100k_split, tmp_path / "split")
+    genre_space(ml100k_split).save(tmp_path / "items")
+    runner = CliRunner()
+    args = ["generate", "--run-dir", str(tmp_path), "--users", "2", "--retries", "0", *DEAD,
+            "--set", "personas.retry_fallbacks=false"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    log = [json.loads(x) for x in (tmp_path / "personas" / "generation.jsonl").read_text().splitlines()]
+    assert log[-1]["skipped"] == 2  # reused, not rewritten
+    changed = runner.invoke(app, [*args, "--set", "personas.max_interests=2"])
+    assert isinstance(changed.exception, ConfigError), changed.output
+    assert "another config" in str(changed.exception) and "personas.max_interests" in str(changed.exception)
+    base = {"run_dir": str(tmp_path), "personas": {"backend": "openai", "retries": 0,
+            "backend_config": {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0}, "sample_users": 2,
+            "retry_fallbacks": False}}  # fmt: skip
+    check_persona_store(RunConfig.model_validate(base))  # the config it was written with
+    with pytest.raises(ConfigError, match="differs in: seed"):
+        check_persona_store(RunConfig.model_validate({**base, "seed": 7}))

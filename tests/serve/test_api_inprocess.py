@@ -55,3 +55,26 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not exported")
+
+
+def test_a_bug_is_a_500_with_a_request_id_and_a_store_outage_a_503(env, monkeypatch, caplog):
+    import sqlite3
+
+    client, store, assets, _ = env
+    client = TestClient(client.app, raise_server_exceptions=False)  # answer as the server would
+    user = str(assets.split.user_ids[0])
+
+    def bug(user_id):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(store, "get_edits", bug)
+    r = client.get(f"/v1/users/{user}/recommendations")
+    assert r.status_code == 500 and r.json()["request_id"] == r.headers["x-request-id"]
+    assert r.json()["request_id"] in caplog.text and "KeyError" in caplog.text  # the log has the traceback
+
+    def locked(user_id):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "get_edits", locked)
+    r = client.get(f"/v1/users/{user}/recommendations")
+    assert r.status_code == 503 and "store unavailable" in r.json()["detail"]

@@ -66,6 +66,7 @@ class EvalResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # configs of the metric families used
     confidence: float = 0.95
     ab: Any = None  # an ABResult when the replayed A/B ran
+    personas: dict[str, dict[str, int]] = field(default_factory=dict)  # persona model -> {"llm": n, "fallback": m} lists
 
     @property
     def models(self) -> list[str]:
@@ -110,6 +111,7 @@ class EvalResult:
             "summary": self.summary.to_dicts(),
             "intervals": self.intervals.to_dicts(),
             "timings": self.timings,
+            "personas": self.personas,
             "notes": self.notes,
             "metrics": self.metrics,
             "tables": {m: sorted(t) for m, t in self.tables.items()},
@@ -141,6 +143,7 @@ class EvalResult:
             tables=tables,
             recs=recs,
             timings=doc.get("timings", {}),
+            personas=doc.get("personas", {}),
             notes=doc.get("notes", []),
             metrics=doc.get("metrics", []),
             confidence=doc.get("confidence", 0.95),
@@ -224,6 +227,7 @@ def evaluate_models(
     tables: dict[str, dict[str, pl.DataFrame]] = {}
     all_recs: dict[str, np.ndarray] = {}
     timings: dict[str, dict[str, float]] = {}
+    sources: dict[str, dict[str, int]] = {}
 
     from personarec.cli_common import progress
 
@@ -273,11 +277,13 @@ def evaluate_models(
                      **global_vals, "rank_s": timings[name]["rank_s"]})  # fmt: skip
         tables[name] = model_tables
         all_recs[name] = recs
+        if pipeline.persona_model:
+            sources[name] = {"llm": pipeline.persona_sources["llm"], "fallback": pipeline.persona_sources["fallback"]}
 
     return EvalResult(
         stage=stage, ks=ks, protocol=protocol, users=users, per_user=per_user,
         summary=pl.DataFrame(rows), intervals=pl.DataFrame(interval_rows, schema=_INTERVAL_SCHEMA),
-        tables=tables, recs=all_recs, timings=timings, notes=notes,
+        tables=tables, recs=all_recs, timings=timings, notes=notes, personas=sources,
         metrics=[m.get_config() for m in families], confidence=confidence,
     )  # fmt: skip
 
@@ -341,3 +347,6 @@ def print_result(result: EvalResult, console: Console | None = None) -> None:
     out.print(Panel("\n".join(result.protocol.lines()), title="Protocol card", expand=False))
     for note in result.notes:
         out.print(f"[dim]note: {note}[/]")
+    for model, n in result.personas.items():
+        style = "yellow" if not n.get("llm") else "dim"
+        out.print(f"[{style}]{model}: {n.get('llm', 0)} lists from LLM personas, {n.get('fallback', 0)} from fallback personas[/]")

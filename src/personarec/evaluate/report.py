@@ -437,6 +437,29 @@ def _ab(ctx: ReportContext) -> str | None:
     return "".join(parts)
 
 
+@section("personas_in_loop", "Personas in the loop")
+def _personas_in_loop(ctx: ReportContext) -> str | None:
+    """Which persona each persona model's evaluated lists were built from: a result that rests on
+    fallback personas says so here."""
+    res = ctx.result
+    if res is None or not res.personas:
+        return None
+    rows = []
+    for model, n in res.personas.items():
+        total = n.get("llm", 0) + n.get("fallback", 0)
+        rows.append({"model": model, "lists with an LLM persona": n.get("llm", 0),
+                     "lists with the fallback persona": n.get("fallback", 0),
+                     "LLM share": f"{n.get('llm', 0) / total:.0%}" if total else "-"})  # fmt: skip
+    note = (
+        "<p>Each evaluated user's list is built from their stored LLM persona when it describes a prefix of "
+        "the history being ranked (never a later one), else from the deterministic cluster-statistics "
+        "fallback persona.</p>"
+    )
+    if all(r["lists with an LLM persona"] == 0 for r in rows):
+        note += "<p><b>Every list used the fallback persona: generate personas before training and evaluating.</b></p>"
+    return note + html_table(rows)
+
+
 @section("timings", "Timings")
 def _timings(ctx: ReportContext) -> str | None:
     res = ctx.result

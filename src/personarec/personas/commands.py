@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import typer
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
 from personarec.config import RunConfig
-from personarec.errors import DataError
+from personarec.errors import ConfigError, DataError
 from personarec.personas.config import PersonasConfig
 from personarec.personas.schema import Persona
 
@@ -41,6 +41,62 @@ def store_url(run_dir: Path, pc: PersonasConfig) -> str:
     """The store of this config: hindsight labels get their own file unless a store is set explicitly."""
     name = HINDSIGHT_STORE if pc.hindsight and pc.store == DEFAULT_STORE else pc.store
     return name if "://" in name else str(Path(run_dir) / name)
+
+
+#: personas settings that change who gets a persona or how fast, not what a persona says
+FINGERPRINT_IGNORES = frozenset({"sample_users", "concurrency"})
+
+
+def persona_fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    """What the personas in a run's store depend on: data, item space and personas config, seed."""
+    pc = personas_config(cfg).model_dump(mode="json", exclude=set(FINGERPRINT_IGNORES))
+    items = cfg.items.model_dump(mode="json") if hasattr(cfg.items, "model_dump") else dict(cfg.items)
+    return {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json"), "items": items, "personas": pc}
+
+
+def check_persona_store(cfg: RunConfig) -> None:
+    """Refuse a persona store written under another config: reusing it silently would make two
+    runs of the same command disagree (and mix personas of different catalogues or prompts)."""
+    from personarec.run import RunDir
+
+    url = store_url(cfg.run_dir, personas_config(cfg))
+    if "://" not in url and not Path(url).exists():
+        return
+    recorded = RunDir(cfg.run_dir).manifest().get("persona_stores", {}).get(_store_key(cfg))
+    if recorded is None:
+        return  # a store made by hand or by an older version: nothing to compare against
+    current = persona_fingerprint(cfg)
+    if recorded != current:
+        changed = _differences(recorded, current)
+        raise ConfigError(
+            f"{url} holds personas written under another config (differs in: {', '.join(changed)}); "
+            f"delete it or use another run directory (--run-dir)"
+        )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (e.g. ``personas.max_interests``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def record_persona_store(cfg: RunConfig) -> None:
+    """Note in the manifest which config the store's personas were written under."""
+    from personarec.run import RunDir
+
+    run = RunDir(cfg.run_dir)
+    stores = run.manifest().get("persona_stores", {})
+    stores[_store_key(cfg)] = persona_fingerprint(cfg)
+    run.record(persona_stores=stores)
+
+
+def _store_key(cfg: RunConfig) -> str:
+    url = store_url(cfg.run_dir, personas_config(cfg))
+    return url if "://" in url else Path(url).name
 
 
 def load_inputs(cfg: RunConfig):
@@ -95,6 +151,7 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
     from personarec.serve.store.base import open_store
 
     pc = personas_config(cfg)
+    check_persona_store(cfg)
     backend = build_backend(pc.backend, pc.backend_config)
     store = open_store(store_url(cfg.run_dir, pc))
     try:
@@ -113,6 +170,7 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
     finally:
         store.close()
         backend.close()
+    record_persona_store(cfg)
     _log(cfg.run_dir, report)
     return report, examples
 

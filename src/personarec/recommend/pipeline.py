@@ -19,6 +19,7 @@ share stages 1-2, so serving a trained model returns the list offline evaluation
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +48,8 @@ class RankingPipeline:
         self._space = space
         self.ranking = ranking or RankingConfig()
         self.by_name = space.cluster_by_name() if space is not None else {}
+        #: persona models: how many ranked lists used a stored LLM persona vs the fallback persona
+        self.persona_sources: Counter[str] = Counter()
 
     @property
     def space(self) -> ItemSpace:
@@ -80,7 +83,10 @@ class RankingPipeline:
         """Score rows ``[len(requests), n_items]`` and, for persona models, each list's head."""
         requests = list(requests)
         if isinstance(self.model, PersonaModel):
-            return self.model.score_requests(requests)
+            scores, heads = self.model.score_requests(requests)
+            for r in requests:  # profiles are memoised: this reads what scoring just built
+                self.persona_sources["llm" if self.model.profile_for(r).from_llm else "fallback"] += 1
+            return scores, heads
         rows, history = UserSequences.at_rows([r.user_idx for r in requests], [r.items for r in requests])
         scores = np.asarray(self.model.score(rows, history), dtype=np.float32)
         return scores, [[] for _ in requests]
