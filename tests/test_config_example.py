@@ -40,3 +40,26 @@ def test_every_field_appears():
     for model in stage_models().values():
         for name in model.model_fields:
             assert name in lines, f"{model.__name__}.{name} is missing from the example"
+
+
+def test_a_typo_in_any_section_fails_at_load_naming_the_section(tmp_path):
+    """Every section is checked when the config is loaded, not when its stage runs."""
+    import pytest
+
+    from personarec.cli_common import resolve_config
+    from personarec.errors import ConfigError
+
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.toml"
+    resolve_config(demo)  # the shipped configs pass
+    resolve_config(EXAMPLE)
+    for typo, section in (
+        ("serve.prot=8000", "[serve]"),
+        ("serve.queue.debounce=1", "[serve]"),
+        ("evaluate.kss=[5]", "[evaluate]"),
+        ("personas.max_interest=3", "[personas]"),
+        ("recommend.models.sasrec.max_epoch=3", "[recommend.models.sasrec]"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            resolve_config(demo, [typo])
+        assert section in str(err.value), (typo, str(err.value)[:300])
+        assert typo.split("=")[0].rsplit(".", 1)[-1] in str(err.value)

@@ -27,9 +27,12 @@ SetOption = Annotated[
 
 
 def resolve_config(config: Path | None, sets: list[str] | None = None, **overrides: Any) -> RunConfig:
-    """Load the config file and apply flag overrides given as dotted keys (``data.dataset``)."""
+    """Load the config file, apply flag overrides given as dotted keys (``data.dataset``) and
+    validate every section now (an unknown key anywhere names its section before any work starts)."""
+    from personarec.config_example import validate_sections
+
     dotted = {k.replace("__", "."): v for k, v in overrides.items()}
-    return load_config(config, dotted, sets)
+    return validate_sections(load_config(config, dotted, sets))
 
 
 def progress() -> Progress:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from personarec.config import RunConfig
+from personarec.errors import ConfigError
 
 
 def stage_models() -> dict[str, type[BaseModel]]:
@@ -33,6 +34,25 @@ def stage_models() -> dict[str, type[BaseModel]]:
         "distill": DistillConfig,
         "serve": ServeConfig,
     }
+
+
+def validate_sections(cfg: RunConfig) -> RunConfig:
+    """Check every section of ``cfg`` with its stage's model, and every per-model table of
+    ``[recommend.models]``, now: a typo in ``[serve]`` fails ``personarec demo`` at start, naming
+    the section, instead of passing until that stage runs."""
+    from personarec.recommend.base import build_recommender
+
+    for name, model in stage_models().items():
+        section = cfg.section(name, model)  # raises ConfigError naming the section
+        if name == "recommend":
+            for key in section.models:  # type: ignore[attr-defined]
+                cls_name, params = section.model_spec(key)  # type: ignore[attr-defined]
+                params.pop("base_from", None)  # a training directive (recommend.commands), not a model field
+                try:
+                    build_recommender(cls_name, params)
+                except ValueError as exc:  # pydantic's ValidationError
+                    raise ConfigError(f"config section [recommend.models.{key}]: {exc}") from None
+    return cfg
 
 
 def _value(v: Any) -> str | None:
