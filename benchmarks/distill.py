@@ -100,7 +100,7 @@ def run_dataset(name: str, args: argparse.Namespace, sasrec: dict[str, Any]) -> 
     space = build_item_space(split, items_cfg, show_progress=False)
     store = None
     if args.persona_store:
-        from personarec.serve.store.sqlite import SQLiteStore
+        from personarec.personas.store.sqlite import SQLiteStore
 
         store = SQLiteStore(args.persona_store)
     t0 = time.perf_counter()

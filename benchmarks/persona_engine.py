@@ -77,7 +77,7 @@ def load(name: str):
 
 def run_engine(split, space, backend, users, config, transitions, keep_choices=False):
     from personarec.personas.generate import PersonaEngine, generate_personas
-    from personarec.serve.store.base import open_store
+    from personarec.personas.store.base import open_store
 
     engine = PersonaEngine(split, space, backend, config, transitions=transitions, seed=42)
     engine.keep_choices = keep_choices

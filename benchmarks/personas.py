@@ -95,7 +95,7 @@ def run_backend(split, space, backend, users, config, label, transitions):
     """Generate into a fresh store; returns (generation summary, quality of the stored personas, personas)."""
     from personarec.personas.generate import PersonaEngine, generate_personas
     from personarec.personas.quality import evaluate_personas
-    from personarec.serve.store.base import open_store
+    from personarec.personas.store.base import open_store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(str(Path(tmp) / "p.db"))

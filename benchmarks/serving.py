@@ -82,7 +82,7 @@ def seed_personas(run_dir: Path, users: list[str]) -> int:
     from personarec.personas.config import PersonasConfig
     from personarec.serve.assets import ServingAssets
     from personarec.serve.config import ServeConfig
-    from personarec.serve.store.sqlite import SQLiteStore
+    from personarec.personas.store.sqlite import SQLiteStore
     from personarec.serve.writers import build_writer
 
     for suffix in ("", "-wal", "-shm"):

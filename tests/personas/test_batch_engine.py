@@ -19,7 +19,7 @@ from personarec.personas.config import PersonasConfig  # noqa: E402
 from personarec.personas.generate import PersonaEngine, generate_personas  # noqa: E402
 from personarec.personas.history import PersonaContext  # noqa: E402
 from personarec.personas.summary import check_summary  # noqa: E402
-from personarec.serve.store.base import open_store  # noqa: E402
+from personarec.personas.store.base import open_store  # noqa: E402
 from tests.personas.spaces import genre_space  # noqa: E402
 
 pytestmark = pytest.mark.llm

@@ -16,7 +16,7 @@ from personarec.personas.history import ContextBuilder
 from personarec.personas.quality import grounding_problems
 from personarec.personas.schema import Persona
 from personarec.personas.teacher import OutputError, parse_json_object, validate_payload
-from personarec.serve.store.base import open_store
+from personarec.personas.store.base import open_store
 from tests.personas.spaces import genre_space
 
 USERS = [0, 1, 2, 3]

@@ -11,7 +11,7 @@ from personarec.personas.generate import PersonaEngine, generate_personas  # noq
 from personarec.personas.history import PersonaContext  # noqa: E402
 from personarec.personas.quality import evaluate_personas, grounding_problems  # noqa: E402
 from personarec.personas.teacher import Draft  # noqa: E402
-from personarec.serve.store.base import open_store  # noqa: E402
+from personarec.personas.store.base import open_store  # noqa: E402
 from tests.personas.spaces import genre_space  # noqa: E402
 from tests.personas.test_prompts import INJECTION  # noqa: E402
 

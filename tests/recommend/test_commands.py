@@ -67,7 +67,7 @@ def test_base_from_reuses_a_trained_model(tiny_split, tmp_path):
 
 def test_run_context_finds_the_runs_artifacts(tiny_split, tmp_path):
     from personarec.recommend.commands import run_context
-    from personarec.serve.store.sqlite import SQLiteStore
+    from personarec.personas.store.sqlite import SQLiteStore
 
     cfg = load_config(sets=[f"run_dir={tmp_path}"])
     run = RunDir(tmp_path, cfg)

@@ -266,7 +266,7 @@ def llm_persona(user_id: str, version: int, interests: list[str], explore: str, 
 
 
 def test_persona_describes_the_history_passed_and_llm_persona_used_when_version_matches(w, table, tmp_path):
-    from personarec.serve.store.sqlite import SQLiteStore
+    from personarec.personas.store.sqlite import SQLiteStore
 
     split, space, _ = w
     train, test_hist = split.history("train"), split.history("test")  # 10 vs 11 events per user

@@ -204,7 +204,7 @@ def test_validation_and_test_items_never_reach_the_personas():
 
 
 def test_a_stored_persona_that_saw_validation_events_is_not_used(tmp_path):
-    from personarec.serve.store.sqlite import SQLiteStore
+    from personarec.personas.store.sqlite import SQLiteStore
 
     space = hand_space(12)
     split = make_split(TRAIN, VALID, TEST, n_items=12)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from personarec.serve.store.sqlite import SQLiteStore
+from personarec.personas.store.sqlite import SQLiteStore
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def serving_store(request, tmp_path):
     if request.param == "sqlite":
         store = SQLiteStore(tmp_path / "serve.db")
     else:
-        from personarec.serve.store.redis import RedisStore
+        from personarec.personas.store.redis import RedisStore
 
         server = request.getfixturevalue("redis_server")
         store = RedisStore(server.url)

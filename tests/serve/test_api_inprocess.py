@@ -9,7 +9,7 @@ from personarec.personas.config import PersonasConfig
 from personarec.serve.api import ApiState, create_app
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
-from personarec.serve.store.sqlite import SQLiteStore
+from personarec.personas.store.sqlite import SQLiteStore
 from personarec.serve.worker import RefreshWorker
 from personarec.serve.writers import build_writer
 

@@ -21,7 +21,7 @@ from personarec.recommend.pipeline import RankingPipeline
 from personarec.serve.api import ApiState, create_app
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
-from personarec.serve.store.sqlite import SQLiteStore
+from personarec.personas.store.sqlite import SQLiteStore
 from tests.serve.personas_fixtures import make_persona
 from tests.serve.run_fixture import build_run_dir, genre_space
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from personarec.serve.launch import ServerProcess
-from personarec.serve.store.sqlite import SQLiteStore
+from personarec.personas.store.sqlite import SQLiteStore
 from tests.serve.helpers import fresh_persona, persona, post_events, wait_for
 from tests.serve.run_fixture import genre_space
 

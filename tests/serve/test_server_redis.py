@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from personarec.serve.launch import ServerProcess
-from personarec.serve.store.redis import RedisStore
+from personarec.personas.store.redis import RedisStore
 from tests.serve.helpers import fresh_persona, post_events, wait_for
 
 pytestmark = pytest.mark.redis

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from personarec.personas.schema import PersonaEdits
 from personarec.serve.queue import QueueConfig, RefreshQueue
-from personarec.serve.store.base import EnqueueSpec
+from personarec.personas.store.base import EnqueueSpec
 from tests.serve.personas_fixtures import make_persona
 
 T0 = 1_700_000_000.0

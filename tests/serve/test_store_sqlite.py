@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from personarec.personas.schema import PersonaEdits
-from personarec.serve.store.base import open_store
-from personarec.serve.store.sqlite import SQLiteStore
+from personarec.personas.store.base import open_store
+from personarec.personas.store.sqlite import SQLiteStore
 from tests.serve.personas_fixtures import make_persona
 
 
@@ -103,3 +103,23 @@ def test_concurrent_processes_highest_version_wins(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert SQLiteStore(path).get("shared").version == 39
+
+
+def test_store_url_is_parsed_in_one_place(tmp_path):
+    import pytest
+
+    from personarec.errors import ConfigError
+    from personarec.personas.store.url import StoreURL
+
+    bare = StoreURL.parse("personas.db", tmp_path)  # a bare path lives in the run directory
+    assert bare.scheme == "sqlite" and bare.path == (tmp_path / "personas.db").resolve()
+    assert StoreURL.parse(f"sqlite:///{tmp_path / 'personas.db'}") == bare and not bare.exists()
+    assert StoreURL.parse(str(bare)) == bare and bare.name == "personas.db"
+    redis_url = StoreURL.parse("redis://localhost:6379/0", tmp_path)
+    assert redis_url.scheme == "redis" and redis_url.path is None and redis_url.exists()
+    with pytest.raises(ConfigError, match="unknown store URL"):
+        StoreURL.parse("postgres://db/personas")
+    s = bare.open()
+    s.put(make_persona("u", 1))
+    s.close()
+    assert bare.exists()

@@ -18,7 +18,7 @@ from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
 from personarec.serve.launch import ServerProcess, free_port
 from personarec.serve.queue import RefreshQueue
-from personarec.serve.store.sqlite import SQLiteStore
+from personarec.personas.store.sqlite import SQLiteStore
 from personarec.serve.worker import RefreshWorker
 from personarec.serve.writers import build_writer
 from tests.serve.helpers import fresh_persona, post_events

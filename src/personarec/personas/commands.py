@@ -22,6 +22,7 @@ from personarec.config import RunConfig
 from personarec.errors import ConfigError, DataError
 from personarec.personas.config import PersonasConfig
 from personarec.personas.schema import Persona
+from personarec.personas.store.url import StoreURL
 
 app = typer.Typer(
     help="LLM user personas: generate (batch, resumable), show, export, evaluate quality.",
@@ -37,10 +38,10 @@ def personas_config(cfg: RunConfig) -> PersonasConfig:
     return cfg.section("personas", PersonasConfig)  # type: ignore[return-value]
 
 
-def store_url(run_dir: Path, pc: PersonasConfig) -> str:
+def store_url(run_dir: Path, pc: PersonasConfig) -> StoreURL:
     """The store of this config: hindsight labels get their own file unless a store is set explicitly."""
     name = HINDSIGHT_STORE if pc.hindsight and pc.store == DEFAULT_STORE else pc.store
-    return name if "://" in name else str(Path(run_dir) / name)
+    return StoreURL.parse(name, run_dir)
 
 
 #: personas settings that change who gets a persona or how fast, not what a persona says
@@ -60,7 +61,7 @@ def check_persona_store(cfg: RunConfig) -> None:
     from personarec.run import RunDir
 
     url = store_url(cfg.run_dir, personas_config(cfg))
-    if "://" not in url and not Path(url).exists():
+    if not url.exists():
         return
     recorded = RunDir(cfg.run_dir).manifest().get("persona_stores", {}).get(_store_key(cfg))
     if recorded is None:
@@ -95,8 +96,7 @@ def record_persona_store(cfg: RunConfig) -> None:
 
 
 def _store_key(cfg: RunConfig) -> str:
-    url = store_url(cfg.run_dir, personas_config(cfg))
-    return url if "://" in url else Path(url).name
+    return store_url(cfg.run_dir, personas_config(cfg)).name
 
 
 def load_inputs(cfg: RunConfig):
@@ -148,7 +148,7 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
     """Generate personas for ``users`` (default: ``sample_users``) into the run's store; log the batch."""
     from personarec.personas.backends.base import build_backend
     from personarec.personas.generate import generate_personas
-    from personarec.serve.store.base import open_store
+    from personarec.personas.store.base import open_store
 
     pc = personas_config(cfg)
     check_persona_store(cfg)
@@ -205,7 +205,7 @@ def evaluate_run(cfg: RunConfig, split=None, space=None):
     """Quality metrics of the run's stored personas -> ``RUN_DIR/personas/quality.json``."""
     from personarec.personas.backends.base import build_backend
     from personarec.personas.quality import compare_tokens, evaluate_personas, summarise_logs
-    from personarec.serve.store.base import open_store
+    from personarec.personas.store.base import open_store
 
     pc = personas_config(cfg)
     if split is None or space is None:
@@ -213,7 +213,7 @@ def evaluate_run(cfg: RunConfig, split=None, space=None):
     personas = []
     for hindsight in (False, True):
         path = store_url(cfg.run_dir, pc.model_copy(update={"hindsight": hindsight}))
-        if "://" in path or Path(path).exists():
+        if path.exists():
             store = open_store(path)
             personas += [p for u in store.user_ids() if (p := store.get(u)) is not None]
             store.close()
@@ -309,7 +309,7 @@ def run_personas(cfg: RunConfig, run, split, space):
             console.print(render_persona(p))
         quality, path = evaluate_run(cfg, split, space)
         print_quality(quality)
-        entry.update(report.summary(), quality=str(path), store=store_url(cfg.run_dir, personas_config(cfg)))
+        entry.update(report.summary(), quality=str(path), store=str(store_url(cfg.run_dir, personas_config(cfg))))
     return report
 
 
@@ -406,12 +406,12 @@ def show_cmd(
     set_: SetOption = None,
 ) -> None:
     """Print one user's stored persona."""
-    from personarec.serve.store.base import open_store
+    from personarec.personas.store.base import open_store
 
     cfg = resolve_config(config, set_, run_dir=run_dir)
     pc = personas_config(cfg).model_copy(update={"hindsight": hindsight})
     path = store_url(cfg.run_dir, pc)
-    if "://" not in path and not Path(path).exists():
+    if not path.exists():
         raise DataError(f"no persona store at {path}; run `personarec personas generate` first")
     store = open_store(path)
     try:
@@ -445,12 +445,12 @@ def export_cmd(
 ) -> None:
     """Export every stored persona to JSONL or parquet."""
     from personarec.personas.generate import export_personas
-    from personarec.serve.store.base import open_store
+    from personarec.personas.store.base import open_store
 
     cfg = resolve_config(config, set_, run_dir=run_dir)
     pc = personas_config(cfg).model_copy(update={"hindsight": hindsight})
     path = store_url(cfg.run_dir, pc)
-    if "://" not in path and not Path(path).exists():
+    if not path.exists():
         raise DataError(f"no persona store at {path}; run `personarec personas generate` first")
     out = output or Path(cfg.run_dir) / "personas" / f"personas{'-hindsight' if hindsight else ''}.{fmt}"
     store = open_store(path)

@@ -38,7 +38,7 @@ from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenan
 from personarec.personas.summary import check_summary, compose_summary
 from personarec.personas.teacher import Draft, OutputError, build_writer
 from personarec.personas.transitions import TransitionStats
-from personarec.serve.store.base import PersonaStore
+from personarec.personas.store.base import PersonaStore
 
 
 class Failure(BaseModel):

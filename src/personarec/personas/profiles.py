@@ -26,7 +26,7 @@ from personarec.personas.fallback import fallback_payload
 from personarec.personas.history import PersonaContext, Stage, UserHistory, build_context, user_history
 from personarec.personas.schema import Persona
 from personarec.personas.transitions import TransitionStats
-from personarec.serve.store.base import PersonaStore
+from personarec.personas.store.base import PersonaStore
 
 
 @dataclass(frozen=True)

@@ -102,13 +102,10 @@ def run_persona_store(cfg: RunConfig, run: RunDir):
     """The run's persona store (the one ``personarec personas generate`` writes), or None while no
     persona has been generated: persona-aware models then use every user's fallback persona."""
     from personarec.personas.commands import check_persona_store, personas_config, store_url
-    from personarec.serve.store.base import open_store
 
     url = store_url(run.path, personas_config(cfg))
     check_persona_store(cfg.model_copy(update={"run_dir": run.path}))
-    if "://" not in url and not Path(url).exists():
-        return None
-    return open_store(url)
+    return url.open() if url.exists() else None
 
 
 def run_context(cfg: RunConfig, run: RunDir, items: object | None = None) -> dict[str, object]:

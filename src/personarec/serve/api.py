@@ -37,7 +37,7 @@ from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
 from personarec.recommend.persona_ranking import Ranked, RankRequest, apply_edits, edited_persona
-from personarec.serve.store.base import ServingStore, is_store_outage
+from personarec.personas.store.base import ServingStore, is_store_outage
 from personarec.serve.worker import LAG_BUCKETS
 
 log = logging.getLogger("personarec.serve.api")

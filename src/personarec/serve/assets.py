@@ -19,7 +19,7 @@ from personarec.items.space import ItemSpace
 from personarec.recommend.base import Recommender
 from personarec.recommend.persona_ranking import RankingConfig
 from personarec.recommend.pipeline import RankingPipeline
-from personarec.serve.store.base import ServingStore, StoredEvent, UserState
+from personarec.personas.store.base import ServingStore, StoredEvent, UserState
 
 
 @dataclass

@@ -23,7 +23,7 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from personarec.personas.schema import Persona
-from personarec.serve.store.base import EnqueueSpec, RefreshJob, ServingStore
+from personarec.personas.store.base import EnqueueSpec, RefreshJob, ServingStore
 
 
 class QueueConfig(BaseModel):

@@ -18,31 +18,31 @@ from personarec.errors import ConfigError
 from personarec.personas.config import PersonasConfig
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
-from personarec.serve.store.base import ServingStore, open_store
+from personarec.personas.store.base import ServingStore, open_store
+from personarec.personas.store.url import StoreURL
 from personarec.serve.worker import WorkerPool, WorkerSpec
 
 log = logging.getLogger("personarec.serve")
 
 
-def store_url(run_dir: Path, serve: ServeConfig, personas: PersonasConfig) -> str:
-    """The serving store: ``serve.store``, else the personas stage's SQLite file in the run dir
-    (so personas generated offline are served without a copy)."""
-    if serve.store:
-        return serve.store
-    target = personas.store
-    if "://" in target:
-        return target
-    return f"sqlite:///{(run_dir / target).resolve()}"
+def store_url(run_dir: Path, serve: ServeConfig, personas: PersonasConfig) -> StoreURL:
+    """The serving store: ``serve.store``, else the personas stage's store (the SQLite file in the
+    run dir by default), so personas generated offline are served without a copy."""
+    from personarec.personas.commands import store_url as personas_store
+
+    offline = personas_store(run_dir, personas.model_copy(update={"hindsight": False}))
+    return StoreURL.parse(serve.store, run_dir) if serve.store else offline
 
 
-def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore) -> int:
-    """Copy the personas written offline (RUN_DIR/personas.db) into a different serving store
+def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore, target: StoreURL) -> int:
+    """Copy the personas written offline (the run's SQLite store) into a different serving store
     (e.g. Redis); version-guarded, so re-running it never replaces newer online personas."""
-    from personarec.serve.store.sqlite import SQLiteStore
+    from personarec.personas.commands import store_url as personas_store
 
-    if "://" in personas.store or not (run_dir / personas.store).exists():
+    source = personas_store(run_dir, personas.model_copy(update={"hindsight": False}))
+    if source.scheme != "sqlite" or source == target or not source.exists():
         return 0
-    src = SQLiteStore(run_dir / personas.store)
+    src = source.open()
     n = 0
     try:
         for user in src.user_ids():
@@ -85,8 +85,8 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         limit_model_threads(assets.model, serve.api_threads)
     store = open_store(url)
     store.incr_stats({"workers_ready": -store.stats().get("workers_ready", 0.0)})  # a crash may have left a count
-    if not url.startswith("sqlite:///"):
-        n = import_offline_personas(run_dir, personas, store)
+    n = import_offline_personas(run_dir, personas, store, url)  # 0 when serving the offline store itself
+    if n:
         log.info("imported %d offline personas into %s", n, url)
     sync_writer = None
     if serve.benchmark_endpoints:
@@ -95,7 +95,7 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         sync_writer = build_writer(serve.writer, assets, personas, serve)
 
     spec = lambda wid: WorkerSpec(  # noqa: E731
-        run_dir=str(run_dir), store_url=url, serve=serve.model_dump(mode="json"),
+        run_dir=str(run_dir), store_url=str(url), serve=serve.model_dump(mode="json"),
         personas=personas.model_dump(mode="json"), worker_id=wid,
     )  # fmt: skip
     pool = WorkerPool(spec, serve.workers, serve.shutdown_grace_s).start() if serve.workers else None

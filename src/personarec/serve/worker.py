@@ -27,7 +27,7 @@ from personarec.personas.config import PersonasConfig
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
-from personarec.serve.store.base import RefreshJob, ServingStore, open_store
+from personarec.personas.store.base import RefreshJob, ServingStore, open_store
 from personarec.serve.writers import PersonaWriter, build_writer
 
 log = logging.getLogger("personarec.serve.worker")

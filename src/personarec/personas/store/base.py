@@ -11,9 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from personarec.errors import ConfigError
 from personarec.personas.schema import Persona, PersonaEdits
+
+if TYPE_CHECKING:
+    from personarec.personas.store.url import StoreURL
 
 
 class PersonaStore(ABC):
@@ -187,16 +190,8 @@ def is_store_outage(exc: BaseException) -> bool:
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError))
 
 
-def open_store(url: str) -> ServingStore:
+def open_store(url: str | StoreURL) -> ServingStore:
     """``sqlite:///path/to/file.db`` (or a bare path) -> SQLite; ``redis://host:port/db`` -> Redis."""
-    if url.startswith("redis://") or url.startswith("rediss://"):
-        from personarec.serve.store.redis import RedisStore
+    from personarec.personas.store.url import StoreURL
 
-        return RedisStore(url)
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///") :]
-    elif "://" in url:
-        raise ConfigError(f"unknown store URL {url!r}; use sqlite:///path.db or redis://host:port/0")
-    from personarec.serve.store.sqlite import SQLiteStore
-
-    return SQLiteStore(url)
+    return StoreURL.parse(url).open()

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from personarec.personas.schema import Persona, PersonaEdits
-from personarec.serve.store.base import EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
+from personarec.personas.store.base import EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS personas (

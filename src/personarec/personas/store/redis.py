@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 import redis
 
 from personarec.personas.schema import Persona, PersonaEdits
-from personarec.serve.store.base import EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
+from personarec.personas.store.base import EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
 
 PRIORITY_STRIDE = 1e10  # ready-set score = priority * stride + due time (unix seconds < 1e10)
 
