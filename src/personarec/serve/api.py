@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -214,30 +214,192 @@ class TimingMiddleware:
             )
 
 
-def _not_found(user_id: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=404,
-        content={"detail": f"unknown user {user_id!r}: no offline history and no events; POST /v1/events first"},
-    )
+class ApiError(Exception):
+    """An expected failure with its HTTP status and a message for the client (404, 422, 503)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
 
 
-# -- app ---------------------------------------------------------------------------------------
-def create_app(state: ApiState) -> FastAPI:
-    app = FastAPI(
-        title="personarec serving API",
-        version="1",
-        description=(__doc__ or "").strip(),
-        responses={422: {"description": "invalid input"}},
-    )
-    app.state.api = state
-    app.add_middleware(TimingMiddleware, state=state)
-    store, assets, cfg, queue = state.store, state.assets, state.config, state.queue
-    known_responses = {404: {"model": ErrorBody, "description": "unknown user"}}
+def _unknown_user(user_id: str) -> ApiError:
+    return ApiError(404, f"unknown user {user_id!r}: no offline history and no events; POST /v1/events first")
+
+
+# -- the serving object: what each endpoint does, without HTTP --------------------------------------
+class Serving:
+    """The API's behaviour over one store and one run's assets; the router only parses input."""
+
+    def __init__(self, state: ApiState) -> None:
+        self.state, self.store, self.assets = state, state.store, state.assets
+        self.config, self.queue = state.config, state.queue
+
+    def _known(self, user_id: str):
+        st = self.store.user_state(user_id)
+        if not self.assets.is_known(user_id, st):
+            raise _unknown_user(user_id)
+        return st
+
+    def health(self) -> Health:
+        q = self.store.queue_stats(time.time())
+        pids = self.state.worker_pids() if self.state.worker_pids else []
+        return Health(status="ok", store=type(self.store).__name__, model=self.assets.model_name, workers=pids,
+                      queue_depth=q["depth"])  # fmt: skip
+
+    def live_history(self, user_id: str, *, full: bool = False):
+        st = self._known(user_id)
+        return st, self.assets.live_history(user_id, self.store, st, max_len=None if full else self.config.max_history)
+
+    def recommendations(
+        self, user_id: str, k: int, explore: float | None, *, persona: Persona | None = None, sync_s: float | None = None
+    ) -> Recommendations:
+        """``persona``: one just written on the request path (benchmark ``sync_llm``); else the stored one."""
+        pipeline = self.assets.pipeline
+        if pipeline is None:
+            raise ApiError(503, "no trained model loaded; run `personarec train`")
+        _, history = self.live_history(user_id)
+        persona = persona if persona is not None else self.store.get(user_id)
+        stale = persona is None or persona.version < history.last_seq or _too_old(persona, self.config.stale_after_s)
+        if stale and sync_s is None:
+            self.state.stale_reads.inc()
+            if self.store.queued_job(user_id) is None:  # a read-only check first: most stale reads find a job
+                self.queue.push(user_id, base_len=self.assets.base_len(user_id), touch=False)
+        request = RankRequest(
+            user_id=user_id, items=history.items, user_idx=history.user_idx, persona=persona,
+            edits=self.store.get_edits(user_id), explore=explore,
+        )  # fmt: skip
+        ranked = pipeline.rank([request], k)[0]
+        return Recommendations(
+            user_id=user_id, persona_version=persona.version if persona is not None else None, persona_stale=stale,
+            history_length=int(history.last_seq), model=self.assets.model_name,
+            explore=pipeline.explore_share(request), items=[_item(self.assets, r) for r in ranked],
+            sync_llm_seconds=sync_s,
+        )  # fmt: skip
+
+    def post_events(self, body: EventsIn) -> EventsAccepted:
+        unknown = sorted({e.item_id for e in body.events if e.item_id not in self.assets.item_index})
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise ApiError(422, f"unknown item id(s) not in the catalogue: {shown}")
+        by_user: dict[str, list[tuple[str, int, float | None]]] = {}
+        for e in body.events:
+            by_user.setdefault(e.user_id, []).append((e.item_id, e.timestamp, e.rating))
+        spec = self.queue.spec()
+        last = {
+            user: self.store.append_events(user, events, base_len=self.assets.base_len(user), enqueue=spec)
+            for user, events in by_user.items()
+        }
+        self.state.events_in.inc(len(body.events))
+        return EventsAccepted(accepted=len(body.events), last_seq=last, refresh_queued=True)
+
+    def view(self, user_id: str) -> PersonaView:
+        st = self._known(user_id)
+        persona = self.store.get(user_id)
+        edits = self.store.get_edits(user_id) or PersonaEdits()
+        last_seq = st.last_seq if st is not None else self.assets.base_len(user_id)
+        prof = apply_edits(persona, edits, self.assets.added_topic_weight)
+        return PersonaView(
+            user_id=user_id, version=persona.version if persona else None, last_seq=last_seq,
+            stale=persona is None or persona.version < last_seq,
+            fallback=persona.provenance.fallback if persona else None,
+            persona=edited_persona(persona, prof) if persona else None, edits=edits,
+        )  # fmt: skip
+
+    def put_edits(self, user_id: str, edits: PersonaEdits) -> PersonaView:
+        self._known(user_id)
+        names = self.assets.cluster_index
+        bad = sorted({t for t in [*edits.added_topics, *edits.blocked_topics] if t not in names})
+        if bad:
+            raise ApiError(422, f"unknown topic(s) {bad}; valid topics are listed by GET /v1/topics")
+        self.store.put_edits(user_id, edits)
+        return self.view(user_id)
+
+    def erase(self, user_id: str) -> None:
+        self._known(user_id)
+        self.store.delete_user(user_id)
+
+
+# -- HTTP: the router, the error handlers, the app ----------------------------------------------
+KNOWN = {404: {"model": ErrorBody, "description": "unknown user"}}
+ExploreQuery = Annotated[
+    float | None,
+    Query(ge=0.0, le=1.0, description="share of explore items (default: the served model's own, i.e. its explore quota for a persona model, 0 for a plain one)"),
+]  # fmt: skip
+
+
+def router(serving: Serving) -> APIRouter:
+    """The endpoints: parse input, call :class:`Serving`, return its answer."""
+    r = APIRouter()
+    state = serving.state
+
+    @r.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> Health:
+        return serving.health()
+
+    @r.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+    def metrics() -> Response:
+        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @r.get("/v1/topics", tags=["personas"], response_model=list[str])
+    def topics() -> list[str]:
+        """Topic names a persona (and a user's edits) may use: the catalogue's fine clusters."""
+        return list(serving.assets.space.fine_names)
+
+    @r.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=KNOWN, tags=["recommendations"])
+    async def recommendations(
+        user_id: UserId,
+        k: Annotated[int, Query(ge=1, le=100, description="list length")] = 10,
+        explore: ExploreQuery = None,
+        sync_llm: Annotated[bool, Query(description="benchmark only: write the persona on the request path")] = False,
+    ) -> Recommendations:
+        """Top-k items for the user's live history, ranked with their persona by the pipeline offline
+        evaluation uses. Never calls an LLM (except the benchmark-only ``sync_llm`` mode, which must
+        be enabled in the config)."""
+        if not (sync_llm and state.sync_writer is not None):
+            return serving.recommendations(user_id, k, explore)
+        t0 = time.perf_counter()
+        persona = await run_in_threadpool(state.write_persona_now, serving.live_history(user_id, full=True)[1])
+        return serving.recommendations(user_id, k, explore, persona=persona, sync_s=time.perf_counter() - t0)
+
+    @r.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"])
+    def post_events(body: EventsIn) -> EventsAccepted:
+        """Store a batch of interactions durably (before answering) and schedule refreshes."""
+        return serving.post_events(body)
+
+    @r.get("/v1/users/{user_id}/persona", response_model=PersonaView, responses=KNOWN, tags=["personas"])
+    def get_persona(user_id: UserId) -> PersonaView:
+        """The persona as served (user edits applied), its version and whether it is stale."""
+        return serving.view(user_id)
+
+    @r.put("/v1/users/{user_id}/persona", response_model=PersonaView, responses=KNOWN, tags=["personas"])
+    def put_persona(user_id: UserId, edits: PersonaEdits) -> PersonaView:
+        """Replace the user's edits: interests to remove, topics to add or block (topic names
+        from ``GET /v1/topics``). Edits are kept apart from generated personas and applied on
+        every read, so they survive refreshes."""
+        return serving.put_edits(user_id, edits)
+
+    @r.delete("/v1/users/{user_id}/persona", status_code=204, responses=KNOWN, tags=["personas"])
+    def delete_persona(user_id: UserId) -> Response:
+        """Erase the user: persona, edits, stored events and queued refreshes; the offline
+        history is no longer used for them. In-flight refreshes are discarded."""
+        serving.erase(user_id)
+        return Response(status_code=204)
+
+    return r
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """422 for malformed input, the :class:`ApiError` status for expected failures, 503 for a
+    store outage, and 500 with a request id (logged with the traceback) for anything else: a bug."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(ApiError)
+    async def expected(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
@@ -252,158 +414,44 @@ def create_app(state: ApiState) -> FastAPI:
             status_code=status, content={"detail": detail, "request_id": request_id}, headers={"x-request-id": request_id}
         )
 
-    @app.get("/healthz", response_model=Health, tags=["ops"])
-    def healthz() -> Health:
-        q = store.queue_stats(time.time())
-        pids = state.worker_pids() if state.worker_pids else []
-        return Health(status="ok", store=type(store).__name__, model=assets.model_name, workers=pids, queue_depth=q["depth"])
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
-    def metrics() -> Response:
-        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/v1/topics", tags=["personas"], response_model=list[str])
-    def topics() -> list[str]:
-        """Topic names a persona (and a user's edits) may use: the catalogue's fine clusters."""
-        return list(assets.space.fine_names)
-
-    @app.get(
-        "/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=known_responses,
-        tags=["recommendations"],
-    )  # fmt: skip
-    async def recommendations(
-        user_id: UserId,
-        k: Annotated[int, Query(ge=1, le=100, description="list length")] = 10,
-        explore: Annotated[float | None, Query(ge=0.0, le=1.0, description="share of explore items (default: the served model's own, i.e. its explore quota for a persona model, 0 for a plain one)")] = None,
-        sync_llm: Annotated[bool, Query(description="benchmark only: write the persona on the request path")] = False,
-    ):
-        """Top-k items for the user's live history, shaped by their persona. Never calls an LLM
-        (except the benchmark-only ``sync_llm`` mode, which must be enabled in the config)."""
-        st = store.user_state(user_id)
-        if not assets.is_known(user_id, st):
-            return _not_found(user_id)
-        if assets.pipeline is None:
-            return JSONResponse(status_code=503, content={"detail": "no trained model loaded; run `personarec train`"})
-        history = assets.live_history(user_id, store, st, max_len=cfg.max_history)
-        sync_s = None
-        if sync_llm and state.sync_writer is not None:
-            t0 = time.perf_counter()
-            persona = await run_in_threadpool(state.write_persona_now, assets.live_history(user_id, store, st))
-            sync_s = time.perf_counter() - t0
-        else:
-            persona = store.get(user_id)
-        stale = persona is None or persona.version < history.last_seq or _too_old(persona, cfg.stale_after_s)
-        if stale and not sync_llm:
-            state.stale_reads.inc()
-            if store.queued_job(user_id) is None:  # a read-only check first: most stale reads find a job
-                queue.push(user_id, base_len=assets.base_len(user_id), touch=False)
-        request = RankRequest(
-            user_id=user_id, items=history.items, user_idx=history.user_idx, persona=persona,
-            edits=store.get_edits(user_id), explore=explore,
-        )  # fmt: skip
-        ranked = assets.pipeline.rank([request], k)[0]
-        return Recommendations(
-            user_id=user_id,
-            persona_version=persona.version if persona is not None else None,
-            persona_stale=stale,
-            history_length=int(history.last_seq),
-            model=assets.model_name,
-            explore=assets.pipeline.explore_share(request),
-            items=[_item(assets, r) for r in ranked],
-            sync_llm_seconds=sync_s,
-        )
-
-    @app.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"])
-    def post_events(body: EventsIn):
-        """Store a batch of interactions durably (before answering) and schedule refreshes."""
-        unknown = sorted({e.item_id for e in body.events if e.item_id not in assets.item_index})
-        if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            return JSONResponse(
-                status_code=422, content={"detail": f"unknown item id(s) not in the catalogue: {shown}"}
-            )
-        by_user: dict[str, list[tuple[str, int, float | None]]] = {}
-        for e in body.events:
-            by_user.setdefault(e.user_id, []).append((e.item_id, e.timestamp, e.rating))
-        last: dict[str, int] = {}
-        spec = queue.spec()
-        for user, events in by_user.items():
-            last[user] = store.append_events(user, events, base_len=assets.base_len(user), enqueue=spec)
-        state.events_in.inc(len(body.events))
-        return EventsAccepted(accepted=len(body.events), last_seq=last, refresh_queued=True)
-
-    def _view(user_id: str) -> PersonaView | JSONResponse:
-        st = store.user_state(user_id)
-        if not assets.is_known(user_id, st):
-            return _not_found(user_id)
-        persona = store.get(user_id)
-        edits = store.get_edits(user_id) or PersonaEdits()
-        last_seq = st.last_seq if st is not None else assets.base_len(user_id)
-        stale = persona is None or persona.version < last_seq
-        prof = apply_edits(persona, edits, assets.added_topic_weight)
-        return PersonaView(
-            user_id=user_id, version=persona.version if persona else None, last_seq=last_seq, stale=stale,
-            fallback=persona.provenance.fallback if persona else None,
-            persona=edited_persona(persona, prof) if persona else None, edits=edits,
-        )  # fmt: skip
-
-    @app.get("/v1/users/{user_id}/persona", response_model=PersonaView, responses=known_responses, tags=["personas"])
-    def get_persona(user_id: UserId):
-        """The persona as served (user edits applied), its version and whether it is stale."""
-        return _view(user_id)
-
-    @app.put("/v1/users/{user_id}/persona", response_model=PersonaView, responses=known_responses, tags=["personas"])
-    def put_persona(user_id: UserId, edits: PersonaEdits):
-        """Replace the user's edits: interests to remove, topics to add or block (topic names
-        from ``GET /v1/topics``). Edits are kept apart from generated personas and applied on
-        every read, so they survive refreshes."""
-        st = store.user_state(user_id)
-        if not assets.is_known(user_id, st):
-            return _not_found(user_id)
-        names = assets.cluster_index
-        bad = sorted({t for t in [*edits.added_topics, *edits.blocked_topics] if t not in names})
-        if bad:
-            return JSONResponse(
-                status_code=422,
-                content={"detail": f"unknown topic(s) {bad}; valid topics are listed by GET /v1/topics"},
-            )
-        store.put_edits(user_id, edits)
-        return _view(user_id)
-
-    @app.delete("/v1/users/{user_id}/persona", status_code=204, responses=known_responses, tags=["personas"])
-    def delete_persona(user_id: UserId):
-        """Erase the user: persona, edits, stored events and queued refreshes; the offline
-        history is no longer used for them. In-flight refreshes are discarded."""
-        st = store.user_state(user_id)
-        if not assets.is_known(user_id, st):
-            return _not_found(user_id)
-        store.delete_user(user_id)
-        return Response(status_code=204)
-
-    def openapi() -> dict[str, Any]:
-        """The spec, with examples taken from this run's data (a real user and item), so that
-        clients and API fuzzers reach past the 404/422 checks."""
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
-
-            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            user = str(assets.split.user_ids[0]) if assets.split.n_users else "1"
-            item = str(assets.split.item_ids[0]) if assets.split.n_items else "1"
-            for path in spec.get("paths", {}).values():
-                for op in path.values():
-                    for param in op.get("parameters", []):
-                        if param.get("name") == "user_id":
-                            param["example"] = user
-            schemas = spec.get("components", {}).get("schemas", {})
-            if "EventIn" in schemas:
-                schemas["EventIn"]["example"] = {"user_id": user, "item_id": item, "timestamp": 1_700_000_000, "rating": 4.0}
-            if "PersonaEdits" in schemas and assets.space.n_fine:
-                schemas["PersonaEdits"]["example"] = {"added_topics": [assets.space.fine_names[0]]}
-            app.openapi_schema = spec
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def create_app(state: ApiState) -> FastAPI:
+    """The FastAPI app over ``state``: timing middleware, error handlers, the router."""
+    app = FastAPI(
+        title="personarec serving API",
+        version="1",
+        description=(__doc__ or "").strip(),
+        responses={422: {"description": "invalid input"}},
+    )
+    app.state.api = state
+    app.add_middleware(TimingMiddleware, state=state)
+    install_error_handlers(app)
+    app.include_router(router(Serving(state)))
+    app.openapi = lambda: _openapi_with_examples(app, state.assets)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_examples(app: FastAPI, assets: ServingAssets) -> dict[str, Any]:
+    """The spec, with examples taken from this run's data (a real user and item), so that
+    clients and API fuzzers reach past the 404/422 checks."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        user = str(assets.split.user_ids[0]) if assets.split.n_users else "1"
+        item = str(assets.split.item_ids[0]) if assets.split.n_items else "1"
+        for path in spec.get("paths", {}).values():
+            for op in path.values():
+                for param in op.get("parameters", []):
+                    if param.get("name") == "user_id":
+                        param["example"] = user
+        schemas = spec.get("components", {}).get("schemas", {})
+        if "EventIn" in schemas:
+            schemas["EventIn"]["example"] = {"user_id": user, "item_id": item, "timestamp": 1_700_000_000, "rating": 4.0}
+        if "PersonaEdits" in schemas and assets.space.n_fine:
+            schemas["PersonaEdits"]["example"] = {"added_topics": [assets.space.fine_names[0]]}
+        app.openapi_schema = spec
+    return app.openapi_schema
 
 
 def _too_old(persona: Persona, max_age_s: float | None) -> bool:
