@@ -51,7 +51,7 @@ FINGERPRINT_IGNORES = frozenset({"sample_users", "concurrency"})
 def persona_fingerprint(cfg: RunConfig) -> dict[str, Any]:
     """What the personas in a run's store depend on: data, item space and personas config, seed."""
     pc = personas_config(cfg).model_dump(mode="json", exclude=set(FINGERPRINT_IGNORES))
-    items = cfg.items.model_dump(mode="json") if hasattr(cfg.items, "model_dump") else dict(cfg.items)
+    items = cfg.items.model_dump(mode="json")
     return {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json"), "items": items, "personas": pc}
 
 

@@ -54,11 +54,7 @@ class PersonaHybrid(PersonaModel):
         return model_reason(self.base.name if self.base is not None else None)
 
     def ranking_config(self) -> RankingConfig:
-        return RankingConfig(
-            interest_boost=self.cfg.interest_boost,
-            added_topic_weight=self.cfg.added_topic_weight,
-            exclude_seen=self.cfg.exclude_seen,
-        )
+        return RankingConfig(interest_boost=self.cfg.interest_boost, exclude_seen=self.cfg.exclude_seen)
 
     def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
         assert self.space is not None and self.base is not None, "fit or load the model first"

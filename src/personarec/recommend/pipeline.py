@@ -48,7 +48,7 @@ class RankingPipeline:
         self._space = space
         self.ranking = ranking or RankingConfig()
         self.by_name = space.cluster_by_name() if space is not None else {}
-        #: persona models: how many ranked lists used a stored LLM persona vs the fallback persona
+        #: persona models: how many evaluated lists (top_items) used an LLM persona vs the fallback
         self.persona_sources: Counter[str] = Counter()
 
     @property
@@ -83,10 +83,7 @@ class RankingPipeline:
         """Score rows ``[len(requests), n_items]`` and, for persona models, each list's head."""
         requests = list(requests)
         if isinstance(self.model, PersonaModel):
-            scores, heads = self.model.score_requests(requests)
-            for r in requests:  # profiles are memoised: this reads what scoring just built
-                self.persona_sources["llm" if self.model.profile_for(r).from_llm else "fallback"] += 1
-            return scores, heads
+            return self.model.score_requests(requests)
         rows, history = UserSequences.at_rows([r.user_idx for r in requests], [r.items for r in requests])
         scores = np.asarray(self.model.score(rows, history), dtype=np.float32)
         return scores, [[] for _ in requests]
@@ -108,6 +105,9 @@ class RankingPipeline:
         """Item indices ``[len(users), k]`` (evaluation: no reasons needed, same list as :meth:`rank`)."""
         requests = self.requests(np.asarray(users, dtype=np.int64), history)
         scores, _ = self.score(requests)
+        if isinstance(self.model, PersonaModel):  # memoised profiles: reads what scoring just built
+            for r in requests:
+                self.persona_sources["llm" if self.model.profile_for(r).from_llm else "fallback"] += 1
         return self.select(scores, requests, k, exclude_seen=exclude_seen)[0]
 
     # -- stage 3 ---------------------------------------------------------------------------------
