@@ -71,3 +71,27 @@ def test_report_without_evaluation_and_missing_dir(tmp_path):
     assert "No evaluation and no split" in page
     with pytest.raises(DataError):
         write_report(tmp_path / "absent")
+
+
+def test_persona_effect_section_shows_arms_paired_tests_and_goal(run_dir, tmp_path):
+    """benchmarks/distill.py's persona_effect.json becomes the arms table, a plot, the paired tests and the goal."""
+    cell = lambda m, s: {"mean": m, "std": s, "n": 5}  # noqa: E731
+    doc = {
+        "seeds": [0, 1, 2, 3, 4],
+        "personas": {"llm": {"llm_share_of_profiles": 1.0, "generated": 943, "fallbacks": 0, "personas_per_s": 2.1}},
+        "test_mean_std": {"sasrec": {"ndcg@10": cell(0.0893, 0.004)}, "persona_sasrec-shuffled": {"ndcg@10": cell(0.0931, 0.002)},
+                          "persona_sasrec-llm": {"ndcg@10": cell(0.0947, 0.001)}},
+        "paired": [{"arm": "persona_sasrec-llm", "control": "sasrec", "diff_mean": 0.0054, "relative_gain": 0.06, "ci95": [0.001, 0.009],
+                    "p_paired_t": 0.02, "per_user": {"ci95": [0.0004, 0.0101], "p_wilcoxon": 0.03}}],
+        "goal": {"persona_sasrec_llm_gain": 0.06, "met": False},
+    }  # fmt: skip
+    page = write_report(run_dir, tmp_path / "e.html", only("persona_effect")).read_text()
+    assert "Persona effect" not in page  # no file, no section
+    (run_dir / "persona_effect.json").write_text(json.dumps(doc))
+    try:
+        page = write_report(run_dir, tmp_path / "e.html", only("persona_effect")).read_text()
+    finally:
+        (run_dir / "persona_effect.json").unlink()
+    assert "Persona effect" in page and "0.0947 ± 0.0010" in page and "persona_sasrec-shuffled" in page
+    assert "Paired comparisons" in page and "[0.0010, 0.0090]" in page and "persona_sasrec_llm_gain" in page
+    assert len(re.findall(r"data:image/png;base64,", page)) == 1
