@@ -61,14 +61,16 @@ def demo(
         run_personas(cfg, run, split, space)
 
     console.rule("[bold]4/6 recommenders")
-    from personarec.recommend.commands import run_context, train_models
+    from personarec.recommend.service import RunService
 
-    trained = train_models(cfg, run, split, names, **run_context(cfg, run, items=space))
+    service = RunService(run.path, cfg, split=split, items=space, console=console)
+    trained = service.train(names)
 
     console.rule("[bold]5/6 evaluation (full ranking)")
     from personarec.evaluate.commands import run_evaluation
 
     run_evaluation(cfg, run, split, trained, items=space)
+    service.close()
 
     console.rule("[bold]6/6 report")
     from personarec.evaluate.report import write_report

@@ -93,7 +93,7 @@ class TableRecommender(Recommender):
         self.table = table.astype(np.float32)
         self.n_items = table.shape[1]
 
-    def fit(self, split, **context):
+    def _fit(self, split, ctx):
         return self
 
     def score(self, users, history):

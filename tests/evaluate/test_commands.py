@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from personarec.config import load_config
 from personarec.data.splits import save_split
 from personarec.errors import ConfigError, DataError
-from personarec.evaluate.commands import TOP_LEVEL, app, load_models, run_evaluation
+from personarec.evaluate.commands import TOP_LEVEL, app, run_evaluation
 from personarec.recommend import base
 from personarec.run import RunDir
 from tests.evaluate.conftest import TableRecommender, random_model
@@ -90,18 +90,14 @@ def test_cli_loads_saved_models_evaluates_and_reports(tmp_path, split, registere
 
 
 def test_missing_models_are_trained_or_named_in_a_clear_error(tmp_path, split):
+    from personarec.recommend.service import RunService
+
     cfg = load_config(None, {"run_dir": str(tmp_path)})
     with pytest.raises(DataError, match="no trained models"):
-        load_models(cfg, RunDir(tmp_path), split, [])
-    try:
-        import personarec.recommend.commands  # noqa: F401
-    except ImportError:
-        with pytest.raises(DataError, match="no trained model"):
-            load_models(cfg, RunDir(tmp_path), split, ["popular"])
-        return
-    models = load_models(cfg, RunDir(tmp_path), split, ["popular"])  # trained by the recommend stage
+        RunService.of(cfg, split=split).models([], train_missing=True)
+    models = RunService.of(cfg, split=split).models(["popular"], train_missing=True)  # trained by the recommend stage
     assert models["popular"].name == "popular" and (tmp_path / "models" / "popular" / "config.json").exists()
-    again = load_models(cfg, RunDir(tmp_path), split, [])  # now found on disk
+    again = RunService.of(cfg, split=split).models()  # now found on disk
     assert list(again) == ["popular"]
     users = split.eval_users("test")[:5]
     np.testing.assert_array_equal(

@@ -73,7 +73,7 @@ class Table(Recommender):
         super().__init__()
         self.table, self.n_items = table.astype(np.float32), table.shape[1]
 
-    def fit(self, split, **context):
+    def _fit(self, split, ctx):
         return self
 
     def score(self, users, history):

@@ -14,7 +14,7 @@ from personarec.errors import ConfigError
 from personarec.items.space import ItemSpace
 from personarec.personas.profiles import UserProfiles
 from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
-from personarec.recommend.base import build_recommender, load_recommender
+from personarec.recommend.base import FitContext, build_recommender, load_recommender
 from personarec.recommend.persona_sasrec import PersonaSASRec
 from tests.recommend.conftest import cyclic_split, make_split
 
@@ -197,8 +197,8 @@ def test_validation_and_test_items_never_reach_the_personas():
     assert UserProfiles.build(changed, space, stage="test").texts[0] != b.texts[0]
 
     model = PersonaSASRec.from_config(TINY)
-    va, info = model.persona_vectors(split, {"items": space, "persona_embedder": HashEmbedder()})
-    vb, _ = model.persona_vectors(changed, {"items": space, "persona_embedder": HashEmbedder()})
+    va, info = model.persona_vectors(split, FitContext(items=space, embedder=HashEmbedder()))
+    vb, _ = model.persona_vectors(changed, FitContext(items=space, embedder=HashEmbedder()))
     np.testing.assert_array_equal(va, vb)
     assert info["llm_share"] == 0.0 and info["stage"] == "valid"
 
@@ -222,7 +222,7 @@ def test_a_stored_persona_that_saw_validation_events_is_not_used(tmp_path):
     store.put(persona(1, len(TRAIN[1]), "LLM summary of the training history"))
     embedder = HashEmbedder()
     model = PersonaSASRec.from_config(dict(TINY, max_epochs=1))
-    model.fit(split, items=space, persona_store=store, persona_embedder=embedder)
+    model.fit(split, items=space, persona_store=store, embedder=embedder)
     texts = embedder.seen
     assert "LEAKED" not in texts[0] and texts[0] == UserProfiles.build(split, space).texts[0]
     assert texts[1].startswith("LLM summary of the training history")

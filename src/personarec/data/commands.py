@@ -51,6 +51,18 @@ def build_split(cfg: RunConfig):
     return dataset, split
 
 
+def load_or_build_split(cfg: RunConfig):
+    """The run's split from ``RUN_DIR/split``; built (and saved) from the config when absent."""
+    from personarec.data.splits import load_split
+
+    split_dir = Path(cfg.run_dir) / "split"
+    if (split_dir / "protocol.json").exists():
+        console.print(f"using the split in {split_dir}")
+        return load_split(split_dir)
+    console.print(f"no split in {split_dir}: building it from the config ({cfg.data.dataset})")
+    return build_split(cfg)[1]
+
+
 @app.command()
 def split(
     config: ConfigOption = None,

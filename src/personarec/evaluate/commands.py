@@ -16,7 +16,7 @@ import typer
 from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
 from personarec.config import RunConfig
 from personarec.data.splits import Split
-from personarec.errors import ConfigError, DataError
+from personarec.errors import ConfigError
 from personarec.evaluate.config import EvaluateConfig
 from personarec.evaluate.harness import EvalResult, evaluate_models, primary_k, print_result
 from personarec.items.space import ItemSpace
@@ -91,59 +91,6 @@ def run_evaluation(
     return result
 
 
-def load_models(
-    cfg: RunConfig, run: RunDir, split: Split, names: Sequence[str], items: ItemSpace | None = None
-) -> dict[str, Recommender]:
-    """Load ``RUN_DIR/models/<name>/`` for each name; train the missing ones through the recommend
-    stage's ``train_models`` (given ``items`` as context) when that is available."""
-    from personarec.recommend import base
-
-    models_dir = run.path / "models"
-    if not names:
-        names = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
-        if not names:
-            raise DataError(f"no trained models in {models_dir}; train some (`personarec train`) or pass --arms")
-    missing = [n for n in names if not (models_dir / n / "config.json").exists()]
-    trained: dict[str, Recommender] = {}
-    if missing:
-        try:
-            from personarec.recommend.commands import train_models
-        except ImportError:
-            raise DataError(
-                f"no trained model for {missing} in {models_dir}, and this install cannot train them; "
-                "run `personarec train` first"
-            ) from None
-        console.print(f"[yellow]training missing models: {', '.join(missing)}[/]")
-        from personarec.recommend.commands import run_context
-
-        context = run_context(cfg, run, items=items)
-        trained = _as_mapping(train_models(cfg, run, split, list(missing), **context))
-    loader = getattr(base, "load_recommender", None)
-    out: dict[str, Recommender] = {}
-    for name in names:
-        if name in trained:
-            out[name] = trained[name]
-        elif loader is not None:
-            out[name] = loader(models_dir / name)
-        else:
-            out[name] = base.RECOMMENDERS[name].load(models_dir / name)  # type: ignore[attr-defined]
-    _attach_personas(cfg, run, out)
-    return out
-
-
-def _attach_personas(cfg: RunConfig, run: RunDir, models: dict[str, Recommender]) -> None:
-    """Loaded persona-aware models get the run's persona store back (stores are never saved with a model)."""
-    attachable = [m for m in models.values() if hasattr(m, "attach")]
-    if not attachable:
-        return
-    from personarec.recommend.commands import run_persona_store
-
-    store = run_persona_store(cfg, run)
-    if store is not None:
-        for model in attachable:
-            model.attach(persona_store=store)  # type: ignore[attr-defined]
-
-
 def evaluate_cmd(
     arms: Annotated[str | None, typer.Option("--arms", help="Comma-separated models to compare, e.g. sasrec,itemknn,popular (default: every model in RUN_DIR/models). Missing ones are trained first. The first is the A/B control.")] = None,
     control: Annotated[str | None, typer.Option("--control", help="A/B control arm (default: the first of --arms).")] = None,
@@ -157,7 +104,7 @@ def evaluate_cmd(
 ) -> None:
     """Full-ranking evaluation of trained recommenders (accuracy and beyond-accuracy metrics, bootstrap
     CIs, optional replayed A/B); prints the tables with the protocol card and writes RUN_DIR/eval/."""
-    from personarec.data.splits import load_split
+    from personarec.recommend.service import RunService
 
     k_list = [int(k) for k in _csv(ks)] if ks else None
     cfg = resolve_config(
@@ -165,15 +112,14 @@ def evaluate_cmd(
         evaluate__ks=k_list, evaluate__ab__enabled=ab, evaluate__ab__control=control,
     )  # fmt: skip
     ecfg: EvaluateConfig = cfg.section("evaluate", EvaluateConfig)  # type: ignore[assignment]
-    run = RunDir(cfg.run_dir)
-    split = load_split(run.path / "split")
-    items = ItemSpace.load(run.path / "items") if (run.path / "items" / "items.parquet").exists() else None
-    if items is None:
+    service = RunService.of(cfg, console=console)
+    if service.items is None:
         console.print("[yellow]no item space in RUN_DIR/items: diversity, serendipity, exploration and per-cluster coverage are skipped[/]")
-    models = load_models(cfg, run, split, ecfg.arms, items)
-    run_evaluation(cfg, run, split, models, items=items)
+    models = service.models(ecfg.arms, train_missing=True)
+    run_evaluation(cfg, service.run, service.split, models, items=service.items)
+    service.close()
     if report:
-        report_cmd(run.path)
+        report_cmd(service.path)
 
 
 def report_cmd(

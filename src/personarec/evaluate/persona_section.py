@@ -91,7 +91,7 @@ def _persona_effect(ctx: ReportContext) -> str | None:
         out.append(_arm_plot(ms))
     paired = [
         {"arm": p["arm"], "control": p["control"], "diff NDCG@10": p["diff_mean"], "relative": p.get("relative_gain"),
-         "95% CI (seeds)": "[" + ", ".join(fmt(x) for x in p["ci95"]) + "]" if p.get("ci95") else None,
+         "95% CI (seeds)": ("[" + ", ".join(fmt(x) for x in p["ci95"]) + "]") if p.get("ci95") else None,
          "p (paired t, seeds)": p.get("p_paired_t"), "p (Wilcoxon, users)": p["per_user"]["p_wilcoxon"],
          "95% CI (users)": "[" + ", ".join(fmt(x) for x in p["per_user"]["ci95"]) + "]"}
         for p in doc.get("paired", [])

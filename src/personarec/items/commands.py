@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console, resolve_config
-from personarec.config import RunConfig
+from personarec.cli_common import ConfigOption, RunDirOption, SetOption, resolve_config
 from personarec.errors import DataError
 from personarec.items.space import ItemSpace
 
@@ -21,21 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 out = Console()  # results go to stdout (pipeable); progress and notes go to stderr
-
-
-def load_or_build_split(cfg: RunConfig):
-    """The run's split from ``RUN_DIR/split``; built (and saved) from the config when absent."""
-    from personarec.data.splits import load_split
-
-    split_dir = Path(cfg.run_dir) / "split"
-    if (split_dir / "protocol.json").exists():
-        console.print(f"using the split in {split_dir}")
-        return load_split(split_dir)
-    from personarec.data.commands import build_split
-
-    console.print(f"no split in {split_dir}: building it from the config ({cfg.data.dataset})")
-    _, split = build_split(cfg)
-    return split
 
 
 @app.command()
@@ -68,6 +52,8 @@ def build(
         items__n_coarse=n_coarse, items__n_fine=n_fine, items__rq_levels=rq_levels,
         items__rq_codes=rq_codes, items__cache=cache,
     )  # fmt: skip
+    from personarec.data.commands import load_or_build_split
+
     split = load_or_build_split(cfg)
     space = run_items(cfg, RunDir(cfg.run_dir, cfg), split)
     print_summary(space, Path(cfg.run_dir) / "items")

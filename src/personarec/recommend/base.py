@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +20,34 @@ from pydantic import BaseModel, ConfigDict
 
 from personarec.data.splits import Split, UserSequences
 from personarec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from personarec.items.space import ItemSpace
+    from personarec.personas.profiles import UserProfiles
+    from personarec.personas.store.base import PersonaStore
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """Shared artifacts a model may use while fitting; each model reads the fields it needs and
+    ignores the rest. Typed, so that a misspelt artifact is an error rather than silently unused."""
+
+    items: ItemSpace | None = None  # the item space (clusters, names): persona models need it
+    persona_store: PersonaStore | None = None  # stored LLM personas (None: every user's fallback persona)
+    base: Recommender | None = None  # an already fitted model to build on (the hybrid's scorer)
+    embedder: Any = None  # text embedder for persona texts: ``embed(texts, show_progress=)`` or a callable
+    persona_vectors: np.ndarray | None = None  # float32 [n_users, d] persona embeddings, used as given
+    persona_profiles: UserProfiles | None = None  # every user's persona content (stage "valid")
+    embed_cache: Path | None = None  # cache root of the default text embedder
+
+    @classmethod
+    def of(cls, context: FitContext | None = None, **changes: Any) -> FitContext:
+        """``context`` (or an empty one) with ``changes``; an unknown name is a :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown fit context field(s) {unknown}; known: {sorted(known)}")
+        return replace(context or cls(), **changes)
 
 
 class RecommenderConfig(BaseModel):
@@ -75,13 +104,17 @@ class Recommender(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot be loaded")
 
     # -- learning ------------------------------------------------------------------------
-    @abstractmethod
-    def fit(self, split: Split, **context: Any) -> Self:
+    def fit(self, split: Split, context: FitContext | None = None, **artifacts: Any) -> Self:
         """Learn from ``split.train`` (``split.valid`` may be used for early stopping).
 
-        ``context`` carries optional shared artifacts (``items``: ItemSpace, ``personas``: ...)
-        that some models use and others ignore.
+        ``context`` (or keyword ``artifacts``, the same :class:`FitContext` field names) carries
+        the shared artifacts some models use and others ignore.
         """
+        return self._fit(split, FitContext.of(context, **artifacts))
+
+    @abstractmethod
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
+        """What :meth:`fit` does for this model, with the typed context."""
 
     @abstractmethod
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:

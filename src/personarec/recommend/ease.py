@@ -7,7 +7,7 @@ predict itself). Dense ``n_items²``: fine up to a few 10^4 items, the usual EAS
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import scipy.linalg
@@ -15,7 +15,7 @@ from pydantic import Field
 
 from personarec.data.splits import Split, UserSequences
 from personarec.errors import ConfigError
-from personarec.recommend.base import Recommender, RecommenderConfig, history_matrix, register, train_matrix
+from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, history_matrix, register, train_matrix
 
 
 class EASEConfig(RecommenderConfig):
@@ -32,7 +32,7 @@ class EASE(Recommender):
         super().__init__(config)
         self.weights: np.ndarray = np.zeros((0, 0), dtype=np.float32)
 
-    def fit(self, split: Split, **context: Any) -> Self:
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
         cfg: EASEConfig = self.config  # type: ignore[assignment]
         self.n_items = split.n_items
         if self.n_items > cfg.max_items:

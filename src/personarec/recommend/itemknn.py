@@ -9,14 +9,14 @@ co-occurrence block is computed a column chunk at a time, so memory stays ``O(n_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
 from personarec.data.splits import Split, UserSequences
-from personarec.recommend.base import Recommender, RecommenderConfig, history_matrix, register, train_matrix
+from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, history_matrix, register, train_matrix
 
 
 class ItemKNNConfig(RecommenderConfig):
@@ -34,7 +34,7 @@ class ItemKNN(Recommender):
         super().__init__(config)
         self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
 
-    def fit(self, split: Split, **context: Any) -> Self:
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
         cfg: ItemKNNConfig = self.config  # type: ignore[assignment]
         self.n_items = split.n_items
         x = train_matrix(split).tocsc()

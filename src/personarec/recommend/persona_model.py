@@ -15,8 +15,9 @@ in the underlying order (similarity, resp. the base model's), so full-ranking me
 defined. :class:`~personarec.recommend.pipeline.RankingPipeline` turns the same rows into
 explained lists (:meth:`describe_items`).
 
-Context keys of ``fit``: ``items`` (ItemSpace, required), ``persona_store`` (PersonaStore, optional:
-LLM personas), ``base`` (an already fitted Recommender, optional), ``embedder`` (optional: a
+:class:`~personarec.recommend.base.FitContext` fields read by ``fit``: ``items`` (ItemSpace,
+required), ``persona_store`` (PersonaStore, optional: LLM personas), ``base`` (an already fitted
+Recommender, optional; else the ``base`` config is fitted with the same context), ``embedder`` (optional: a
 ``TextEmbedder`` or a callable ``list[str] -> float32 [n, dim]`` for ``query="persona"``; default:
 the item space's own model from ``space.meta["config"]``).
 
@@ -44,6 +45,7 @@ from personarec.personas.config import PersonasConfig
 from personarec.personas.profiles import ProfileBuilder, UserProfile
 from personarec.personas.transitions import TransitionStats
 from personarec.recommend.base import (
+    FitContext,
     Recommender,
     RecommenderConfig,
     build_recommender,
@@ -112,8 +114,8 @@ class PersonaModel(Recommender):
     def _base_spec(self) -> dict[str, Any] | None:
         return getattr(self.cfg, "base", None)
 
-    def fit(self, split: Split, **context: Any) -> Self:
-        space = context.get("items")
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
+        space = ctx.items
         if not isinstance(space, ItemSpace):
             raise ConfigError(f"{self.name} needs the item space: fit(split, items=ItemSpace)")
         if space.n_items != split.n_items:
@@ -126,17 +128,16 @@ class PersonaModel(Recommender):
         self.builder = ProfileBuilder(
             space, TransitionStats.fit(train, space.fine, space.n_fine), self.personas_config()
         )
-        self.persona_store = context.get("persona_store")
-        self.embedder = context.get("embedder")
+        self.persona_store = ctx.persona_store
+        self.embedder = ctx.embedder
         self._profiles.clear()
         self.base = None
         if self._needs_base():
-            base = context.get("base")
+            base = ctx.base
             if base is None:
                 spec = dict(self._base_spec() or {"name": "sasrec"})
                 base = build_recommender(str(spec.pop("name", "sasrec")), spec)
-                rest = {k: v for k, v in context.items() if k not in ("base", "persona_store", "embedder")}
-                base.fit(split, **rest)
+                base.fit(split, FitContext.of(ctx, persona_store=None, embedder=None))
             if base.n_items != split.n_items:
                 raise ConfigError(
                     f"base model {base.name!r} scores {base.n_items} items, the split has {split.n_items}"

@@ -19,12 +19,12 @@ Leakage: personas are built with :meth:`UserProfiles.build` at stage ``"valid"``
 training events only; an LLM persona from the store is used only when its version equals the
 training-history length (one built from train + validation is ignored).
 
-``fit(split, **context)`` reads:
+``fit(split, FitContext)`` reads:
 
 * ``persona_vectors``: float32 ``[n_users, d]`` indexed by the split's user index (used as given);
 * otherwise ``persona_profiles`` (a :class:`UserProfiles` of stage ``"valid"``) or, built here,
-  ``UserProfiles.build(split, context["items"], stage="valid", store=context.get("persona_store"))``;
-  its texts are embedded with ``persona_embedder`` (anything with ``embed(texts, show_progress=)``)
+  ``UserProfiles.build(split, ctx.items, stage="valid", store=ctx.persona_store)``;
+  its texts are embedded with ``embedder`` (anything with ``embed(texts, show_progress=)``)
   or a :class:`TextEmbedder` on ``persona_model`` with cache root ``embed_cache``.
 """
 
@@ -43,7 +43,7 @@ from torch import nn
 
 from personarec.data.splits import Split
 from personarec.errors import ConfigError
-from personarec.recommend.base import register
+from personarec.recommend.base import FitContext, register
 from personarec.recommend.sasrec import SASRec, SASRecConfig, SASRecNet
 
 
@@ -101,10 +101,10 @@ class PersonaSASRec(SASRec):
         return self.config  # type: ignore[return-value]
 
     # -- personas ------------------------------------------------------------------------
-    def persona_vectors(self, split: Split, context: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """``(float32 [n_users, d], info)`` for ``split`` from ``context`` (see module docstring)."""
-        given = context.get("persona_vectors")
-        profiles = context.get("persona_profiles")
+    def persona_vectors(self, split: Split, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+        """``(float32 [n_users, d], info)`` for ``split`` from ``ctx`` (see module docstring)."""
+        given = ctx.persona_vectors
+        profiles = ctx.persona_profiles
         if given is not None:
             vectors = np.asarray(given, dtype=np.float32)
             info: dict[str, Any] = {"source": "persona_vectors", "llm_share": None}
@@ -115,25 +115,25 @@ class PersonaSASRec(SASRec):
             if profiles is None:
                 from personarec.personas.profiles import UserProfiles
 
-                space = context.get("items")
+                space = ctx.items
                 if space is None:
                     raise ConfigError(
                         "persona_sasrec needs personas: pass context persona_vectors=[n_users, d] or items=ItemSpace "
                         "(run `personarec items build` first)"
                     )
-                profiles = UserProfiles.build(split, space, stage=self.cfg.persona_stage, store=context.get("persona_store"))
+                profiles = UserProfiles.build(split, space, stage=self.cfg.persona_stage, store=ctx.persona_store)
             if profiles.stage != self.cfg.persona_stage:
                 raise ConfigError(
                     f"persona_profiles describe stage {profiles.stage!r}; persona_sasrec trains on "
                     f"{self.cfg.persona_stage!r} personas (training events only)"
                 )
-            embedder = context.get("persona_embedder")
+            embedder = ctx.embedder
             if embedder is None:
                 from personarec.items.config import ItemsConfig
                 from personarec.items.embed import TextEmbedder
 
                 items_cfg = ItemsConfig() if self.cfg.persona_model is None else ItemsConfig(model=self.cfg.persona_model)
-                embedder = TextEmbedder(items_cfg, cache_dir=context.get("embed_cache"))
+                embedder = TextEmbedder(items_cfg, cache_dir=ctx.embed_cache)
             vectors, _ = embedder.embed(list(profiles.texts), show_progress=self.cfg.show_progress)
             vectors = np.asarray(vectors, dtype=np.float32)
             info = {
@@ -163,13 +163,13 @@ class PersonaSASRec(SASRec):
             torch.manual_seed(self.cfg.seed + 1)
             net.persona_head = PersonaHead(persona_dim, self.cfg.hidden, self.cfg.pooling == "attention")
 
-    def fit(self, split: Split, **context: Any) -> Self:
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
         torch.set_num_threads(self.cfg.num_threads)
-        vectors, self.persona_info_ = self.persona_vectors(split, context)
+        vectors, self.persona_info_ = self.persona_vectors(split, ctx)
         self._personas = torch.from_numpy(vectors)
         self._acc = [0.0, 0.0, 0]
         try:
-            super().fit(split, **context)
+            super()._fit(split, ctx)
         finally:
             self._personas = None  # only training reads them
         return self

@@ -6,12 +6,12 @@ The floor every other model must beat; also the "popularity list" the serendipit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
 from personarec.data.splits import Split, UserSequences
-from personarec.recommend.base import Recommender, RecommenderConfig, register
+from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, register
 
 
 class MostPopularConfig(RecommenderConfig):
@@ -27,7 +27,7 @@ class MostPopular(Recommender):
         super().__init__(config)
         self.counts: np.ndarray = np.zeros(0, dtype=np.float32)
 
-    def fit(self, split: Split, **context: Any) -> Self:
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
         self.n_items = split.n_items
         items = split.train["item_idx"].to_numpy()
         self.counts = np.bincount(items, minlength=self.n_items).astype(np.float32)

@@ -23,7 +23,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from pydantic import Field
 from torch import nn
 
 from personarec.data.splits import Split, UserSequences
-from personarec.recommend.base import Recommender, RecommenderConfig, mask_seen, register
+from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, mask_seen, register
 
 
 class SASRecConfig(RecommenderConfig):
@@ -215,9 +215,8 @@ class SASRec(Recommender):
         users = np.flatnonzero(history.lengths() >= 2)
         return users, [history[u][-(self.cfg.max_len + 1) :] for u in users]
 
-    def fit(self, split: Split, **context: Any) -> Self:
+    def _fit(self, split: Split, ctx: FitContext) -> Self:
         cfg = self.cfg
-        self.context_ = context  # shared artifacts (items, personas) for subclasses' losses
         seed_everything(cfg.seed)
         torch.set_num_threads(cfg.num_threads)
         net = self._build(split.n_items)

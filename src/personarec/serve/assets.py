@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personarec.data.splits import Split, UserSequences, load_split
+from personarec.data.splits import Split, UserSequences
 from personarec.errors import DataError
 from personarec.items.space import ItemSpace
 from personarec.recommend.base import Recommender
@@ -51,13 +51,14 @@ class ServingAssets:
         cls, run_dir: str | Path, *, stage: str = "test", model: str | None = None, with_model: bool = True,
         ranking: RankingConfig | None = None,
     ) -> ServingAssets:  # fmt: skip
-        run = Path(run_dir)
-        split = load_split(run / "split")
-        space = ItemSpace.load(run / "items")
-        if space.n_items != split.n_items:
-            raise DataError(f"{run / 'items'} has {space.n_items} items but the split has {split.n_items}; rebuild items")
-        recommender, name = (load_model(run, model) if with_model else (None, None))
-        return cls.build(split, space, recommender, name, stage=stage, ranking=ranking)
+        from personarec.recommend.service import RunService
+
+        service = RunService(run_dir)  # no config: serving passes each request's persona itself
+        if service.items is None:
+            raise DataError(f"no item space in {service.path / 'items'}; run `personarec items build` first")
+        name = (model or service.default_model()) if with_model else None
+        recommender = service.model(name) if name is not None else None
+        return cls.build(service.split, service.items, recommender, name, stage=stage, ranking=ranking)
 
     @classmethod
     def build(
@@ -133,19 +134,3 @@ def limit_model_threads(model: Recommender, threads: int) -> None:
     knob set it on every call)."""
     if "num_threads" in type(model.config).model_fields:
         model.config.num_threads = threads  # type: ignore[attr-defined]
-
-
-def load_model(run: Path, name: str | None) -> tuple[Recommender, str]:
-    """The trained recommender ``RUN_DIR/models/<name>`` (``name=None``: the persona hybrid if
-    trained, so the persona is in the loop, else SASRec, else the first model found)."""
-    from personarec.recommend.base import load_recommender
-
-    models = run / "models"
-    found = sorted(p.parent.name for p in models.glob("*/config.json")) if models.exists() else []
-    if name is None:
-        if not found:
-            raise DataError(f"no trained model under {models}; run `personarec train` first")
-        name = next((n for n in ("persona_hybrid", "sasrec") if n in found), found[0])
-    if name not in found:
-        raise DataError(f"no trained model {name!r} under {models} (found: {found or 'none'})")
-    return load_recommender(models / name), name
