@@ -5,7 +5,9 @@ One command: ``.venv/bin/python benchmarks/serving.py`` -> ``benchmarks/results/
 
 Setup (built once under ``.cache/bench-serving``): ML-100k split, the real item space
 (sentence-transformers + clusters), a SASRec model (few epochs: only its forward cost matters
-here). Phase A starts ``personarec serve`` (SQLite store, N LLM refresh workers at nice 10) and
+here) and the persona hybrid on top of it (the default served model: SASRec's scores reranked
+with the user's persona, explore slots and reasons). Phase A runs once per ``--models`` entry: it
+starts ``personarec serve`` (SQLite store, N LLM refresh workers at nice 10) and
 drives an open-loop asyncio httpx load (fixed arrival schedule, so a slow server cannot slow the
 generator down: no coordinated omission) at each rate, while a churn task posts events for
 random users every second (keeping the workers busy) and measures event -> refreshed persona
@@ -46,8 +48,8 @@ def summary(ms: list[float]) -> dict:
     return {"n": len(ms), "p50_ms": pct(ms, 50), "p90_ms": pct(ms, 90), "p99_ms": pct(ms, 99), "max_ms": pct(ms, 100)}
 
 
-def prepare(run_dir: Path, model: str, epochs: int) -> Path:
-    """Split + real item space + trained model in ``run_dir`` (reused when present)."""
+def prepare(run_dir: Path, models: list[str], epochs: int) -> Path:
+    """Split + real item space + trained SASRec and persona hybrid in ``run_dir`` (reused when present)."""
     from personarec.data.movielens import load_ml100k
     from personarec.data.registry import shared_data_dir
     from personarec.data.splits import load_split, make_split, save_split
@@ -63,15 +65,19 @@ def prepare(run_dir: Path, model: str, epochs: int) -> Path:
         save_split(split, run_dir / "split")
     if not (run_dir / "items" / "items.parquet").exists():
         build_item_space(split, show_progress=False).save(run_dir / "items")
-    ItemSpace.load(run_dir / "items")
-    if not (run_dir / "models" / model / "config.json").exists():
-        import torch
+    space = ItemSpace.load(run_dir / "items")
+    import torch
 
-        torch.set_num_threads(2)
-        params = {"max_epochs": epochs} if model == "sasrec" else {}
-        if model == "sasrec":
-            params["show_progress"] = False
-        build_recommender(model, params).fit(split).save(run_dir / "models" / model)
+    torch.set_num_threads(2)
+    sasrec = run_dir / "models" / "sasrec"
+    if not (sasrec / "config.json").exists():
+        build_recommender("sasrec", {"max_epochs": epochs, "show_progress": False}).fit(split).save(sasrec)
+    for model in models:
+        if model != "sasrec" and not (run_dir / "models" / model / "config.json").exists():
+            from personarec.recommend.base import load_recommender
+
+            base = load_recommender(sasrec) if model in ("persona_hybrid", "persona_retrieval") else None
+            build_recommender(model).fit(split, items=space, base=base).save(run_dir / "models" / model)
     return run_dir
 
 
@@ -181,12 +187,12 @@ def metric(text: str, name: str) -> float:
     return total
 
 
-async def phase_async(args, run_dir: Path, users: list[str], items: list[str]) -> dict:
-    sets = ["serve.queue.debounce_s=0.5", "serve.queue.max_wait_s=5", f"serve.backend={llm_backend()}",
+async def phase_async(args, run_dir: Path, users: list[str], items: list[str], model: str) -> dict:
+    sets = [f"serve.model={model}", "serve.queue.debounce_s=0.5", "serve.queue.max_wait_s=5", f"serve.backend={llm_backend()}",
             "personas.retries=1", f"personas.max_tokens={args.max_tokens}", "serve.queue.lease_s=300"]  # fmt: skip
     srv = ServerProcess(run_dir, args=["--workers", str(args.workers), "--writer", args.writer], sets=sets,
                         log_path=run_dir / "bench-async.log").start(timeout_s=600)  # fmt: skip
-    out: dict = {"workers": args.workers, "writer": args.writer, "backend": llm_backend()}
+    out: dict = {"model": model, "workers": args.workers, "writer": args.writer, "backend": llm_backend()}
     try:
         limits = httpx.Limits(max_connections=args.max_in_flight, max_keepalive_connections=args.max_in_flight)
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -238,8 +244,8 @@ async def phase_async(args, run_dir: Path, users: list[str], items: list[str]) -
     return out
 
 
-async def phase_sync(args, run_dir: Path, users: list[str]) -> dict:
-    sets = [f"serve.backend={llm_backend()}", "serve.benchmark_endpoints=true", "personas.retries=1",
+async def phase_sync(args, run_dir: Path, users: list[str], model: str) -> dict:
+    sets = [f"serve.model={model}", f"serve.backend={llm_backend()}", "serve.benchmark_endpoints=true", "personas.retries=1",
             f"personas.max_tokens={args.max_tokens}"]  # fmt: skip
     srv = ServerProcess(run_dir, args=["--workers", "0", "--writer", args.writer], sets=sets,
                         log_path=run_dir / "bench-sync.log").start(timeout_s=600)  # fmt: skip
@@ -267,7 +273,8 @@ async def phase_sync(args, run_dir: Path, users: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run-dir", type=Path, default=ROOT / ".cache" / "bench-serving")
-    ap.add_argument("--model", default="sasrec")
+    ap.add_argument("--models", default="persona_hybrid,sasrec",
+                    help="served models, one async phase each; the first is the headline and the sync phase's model")
     ap.add_argument("--epochs", type=int, default=3, help="SASRec epochs (latency does not depend on accuracy)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--writer", default="llm")
@@ -283,17 +290,21 @@ def main() -> None:
     args = ap.parse_args()
 
     t = time.perf_counter()
-    run_dir = prepare(args.run_dir, args.model, args.epochs)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    run_dir = prepare(args.run_dir, models, args.epochs)
     from personarec.data.splits import load_split
 
     split = load_split(run_dir / "split")
     rng = np.random.default_rng(0)
     users = [str(u) for u in rng.choice(split.user_ids, size=min(300, split.n_users), replace=False)]
     items = [str(i) for i in split.item_ids]
-    seeded = seed_personas(run_dir, users)
     load_before = os.getloadavg()
-    res_async = asyncio.run(phase_async(args, run_dir, users, items))
-    res_sync = asyncio.run(phase_sync(args, run_dir, users))
+    by_model = {}
+    for model in models:  # the same seeded store for each served model
+        seeded = seed_personas(run_dir, users)
+        by_model[model] = asyncio.run(phase_async(args, run_dir, users, items, model))
+    res_async = by_model[models[0]]
+    res_sync = asyncio.run(phase_sync(args, run_dir, users, models[0]))
     s50, s99 = res_sync["client"]["p50_ms"], res_sync["client"]["p99_ms"]
     gains = []
     for r in res_async["recommend"]:
@@ -308,9 +319,10 @@ def main() -> None:
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                     "note": "shared machine: other jobs were running; latency includes their CPU contention"},
-        "dataset": "ml-100k", "model": args.model, "store": "sqlite (WAL, synchronous=FULL)",
+        "dataset": "ml-100k", "model": models[0], "store": "sqlite (WAL, synchronous=FULL)",
         "users": len(users), "personas_seeded_offline": seeded,
         "async": res_async,
+        "async_by_model": {m: {"recommend": r["recommend"], "refresh_lag_s": r["refresh_lag_s"]} for m, r in by_model.items()},
         "sync_llm_on_request_path": res_sync,
         "async_gain": {
             "per_rate": gains,

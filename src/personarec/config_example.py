@@ -96,8 +96,7 @@ def _table(model: type[BaseModel], values: dict[str, Any], header: str, out: lis
 
 def example_toml() -> str:
     """The whole documented config: top-level keys, [data], then one table per stage."""
-    import personarec.recommend.zoo  # noqa: F401  (registers the models listed below)
-    from personarec.recommend.base import RECOMMENDERS
+    from personarec.recommend.base import all_recommenders
 
     out = [
         "# personarec run config: every section and field with its default and meaning.",
@@ -116,7 +115,6 @@ def example_toml() -> str:
     for section, model in stage_models().items():
         _table(model, model().model_dump(mode="json"), section, out)
         if section == "recommend":
-            for rec_name in sorted(RECOMMENDERS):
-                cls = RECOMMENDERS[rec_name]
+            for rec_name, cls in all_recommenders().items():
                 _table(cls.config_class, cls.config_class().model_dump(mode="json"), f"recommend.models.{rec_name}", out)
     return "\n".join(out) + "\n"

@@ -101,3 +101,18 @@ def test_fit_context_is_typed():
         build_recommender("popular").fit(None, persona_embeder=object())  # a typo is an error, not ignored
     ctx = FitContext.of(None, embed_cache=None)
     assert FitContext.of(ctx, base="b").base == "b" and ctx.base is None  # copies, never mutates
+
+
+def test_the_interface_imports_no_implementation():
+    """base.py names the built-ins by module path: importing it (or asking for one model) loads
+    nothing else, so there is no import cycle between the interface and the registry."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import personarec.recommend.base as b; "
+        "assert not [m for m in sys.modules if m.startswith('personarec.recommend.') and m != 'personarec.recommend.base'], sys.modules; "
+        "b.build_recommender('popular'); assert 'personarec.recommend.sasrec' not in sys.modules and 'torch' not in sys.modules; "
+        "assert set(b.all_recommenders()) == set(b.BUILT_IN)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,6 +8,7 @@ ranking over 10^5 items never holds every user at once.
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
@@ -202,6 +203,19 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1).astype(np.int32), np.take_along_axis(part_scores, order, axis=1)
 
 
+#: The built-in recommenders as ``name -> "module:Class"``, imported on first use: this module
+#: never imports an implementation (they import it), so there is no import cycle between the
+#: interface and the registry, and asking for ``popular`` does not load torch.
+BUILT_IN: dict[str, str] = {
+    "popular": "personarec.recommend.popular:MostPopular",
+    "itemknn": "personarec.recommend.itemknn:ItemKNN",
+    "ease": "personarec.recommend.ease:EASE",
+    "sasrec": "personarec.recommend.sasrec:SASRec",
+    "persona_sasrec": "personarec.recommend.persona_sasrec:PersonaSASRec",
+    "persona_hybrid": "personarec.recommend.persona_hybrid:PersonaHybrid",
+    "persona_retrieval": "personarec.recommend.persona_retrieval:PersonaRetrieval",
+}
+#: Classes registered so far (built-ins once imported, and any plugin decorated with ``register``).
 RECOMMENDERS: dict[str, type[Recommender]] = {}
 
 
@@ -211,14 +225,29 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     return cls
 
 
+def recommender_names() -> list[str]:
+    return sorted(set(BUILT_IN) | set(RECOMMENDERS))
+
+
+def recommender_class(name: str) -> type[Recommender]:
+    """The class registered as ``name`` (a built-in is imported here the first time it is asked for)."""
+    if name not in RECOMMENDERS and name in BUILT_IN:
+        module, attr = BUILT_IN[name].split(":")
+        register(getattr(importlib.import_module(module), attr))
+    if name not in RECOMMENDERS:
+        raise ConfigError(f"unknown recommender {name!r}; available: {recommender_names()}")
+    return RECOMMENDERS[name]
+
+
+def all_recommenders() -> dict[str, type[Recommender]]:
+    """Every available recommender class by name (imports the built-ins)."""
+    return {n: recommender_class(n) for n in recommender_names()}
+
+
 def build_recommender(name: str, config: dict[str, Any] | None = None) -> Recommender:
     """Instantiate a registered recommender from its name and config dict."""
-    import personarec.recommend.zoo  # noqa: F401  (registers the built-in models)
-
-    if name not in RECOMMENDERS:
-        raise ConfigError(f"unknown recommender {name!r}; available: {sorted(RECOMMENDERS)}")
     config = {k: v for k, v in (config or {}).items() if k != "name"}  # get_config() output is accepted
-    return RECOMMENDERS[name].from_config(config)
+    return recommender_class(name).from_config(config)
 
 
 def _read_meta(directory: Path) -> dict[str, Any]:
@@ -230,9 +259,7 @@ def _read_meta(directory: Path) -> dict[str, Any]:
 
 def load_recommender(path: str | Path) -> Recommender:
     """Load any saved model: the class is picked by the name stored in ``path/config.json``."""
-    import personarec.recommend.zoo  # noqa: F401
-
     meta = _read_meta(Path(path))
-    if meta["name"] not in RECOMMENDERS:
-        raise ConfigError(f"{path}: unknown recommender {meta['name']!r}; available: {sorted(RECOMMENDERS)}")
-    return RECOMMENDERS[meta["name"]].load(path)
+    if meta["name"] not in recommender_names():
+        raise ConfigError(f"{path}: unknown recommender {meta['name']!r}; available: {recommender_names()}")
+    return recommender_class(meta["name"]).load(path)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from personarec.data.splits import Split
 from personarec.errors import ConfigError, DataError
-from personarec.recommend.base import RECOMMENDERS, FitContext, Recommender, build_recommender, load_recommender
+from personarec.recommend.base import FitContext, Recommender, build_recommender, load_recommender, recommender_class
 from personarec.recommend.config import RecommendConfig
 from personarec.run import RunDir
 
@@ -156,8 +156,6 @@ class RunService:
         earlier in this call, or saved): the persona hybrid re-ranks SASRec's list instead of
         training a second SASRec.
         """
-        import personarec.recommend.zoo  # noqa: F401
-
         if self.cfg is None:
             raise ConfigError("training needs the run's config")
         rcfg: RecommendConfig = self.cfg.section("recommend", RecommendConfig)  # type: ignore[assignment]
@@ -165,11 +163,10 @@ class RunService:
         trained: dict[str, Recommender] = {}
         for key in names:
             cls_name, params = rcfg.model_spec(key)
-            if cls_name not in RECOMMENDERS:
-                raise ConfigError(f"unknown recommender {cls_name!r}; available: {sorted(RECOMMENDERS)}")
+            cls = recommender_class(cls_name)  # an unknown name is a ConfigError naming the available ones
             base_from = params.pop("base_from", None)
             model_context = context if base_from is None else FitContext.of(context, base=self._base(key, str(base_from), trained))
-            fields = RECOMMENDERS[cls_name].config_class.model_fields
+            fields = cls.config_class.model_fields
             if rcfg.seed_from_run and "seed" in fields and "seed" not in params:
                 params["seed"] = self.cfg.seed
             if "checkpoint_path" in fields and "checkpoint_path" not in params:
