@@ -14,6 +14,7 @@ from personarec.evaluate.commands import TOP_LEVEL, app, run_evaluation
 from personarec.recommend import base
 from personarec.run import RunDir
 from tests.evaluate.conftest import TableRecommender, random_model
+from tests.ranking import top
 
 needs_persistence = pytest.mark.skipif(not hasattr(base.Recommender, "save"), reason="Recommender.save/load not available yet")
 
@@ -101,5 +102,5 @@ def test_missing_models_are_trained_or_named_in_a_clear_error(tmp_path, split):
     assert list(again) == ["popular"]
     users = split.eval_users("test")[:5]
     np.testing.assert_array_equal(
-        again["popular"].recommend(users, split.history("test"), 5)[0], models["popular"].recommend(users, split.history("test"), 5)[0]
+        top(again["popular"], users, split.history("test"), 5)[0], top(models["popular"], users, split.history("test"), 5)[0]
     )

@@ -35,7 +35,7 @@ def test_show_one_fine_cluster_by_id_and_by_name(built_run):
     assert f"fine cluster 3: {space.fine_names[3]}" in result.output
     assert "parent topic" in result.output and "members" in result.output
     by_name = runner.invoke(app, ["show", "--run-dir", str(built_run), "--cluster", space.fine_names[3].upper()])
-    assert f"fine cluster 3:" in by_name.output
+    assert "fine cluster 3:" in by_name.output
 
 
 def test_show_lists_and_coarse_topics(built_run):

@@ -7,19 +7,20 @@ import pytest
 
 from personarec.errors import ConfigError
 from personarec.recommend.base import build_recommender, history_matrix, load_recommender
+from tests.ranking import top
 
 
 def test_most_popular_ranks_by_training_count(tiny_split):
     model = build_recommender("popular").fit(tiny_split)
     np.testing.assert_array_equal(model.counts, [4, 3, 2, 3, 2, 1])
-    items, _ = model.recommend(np.array([0]), tiny_split.history("train"), k=3, exclude_seen=False)
+    items, _ = top(model, np.array([0]), tiny_split.history("train"), k=3, exclude_seen=False)
     assert items[0, 0] == 0 and set(items[0, 1:]) == {1, 3}
 
 
 def test_recommend_excludes_seen_items(tiny_split):
     model = build_recommender("popular").fit(tiny_split)
     history = tiny_split.history("train")
-    items, scores = model.recommend(np.arange(5), history, k=2, exclude_seen=True)
+    items, scores = top(model, np.arange(5), history, k=2, exclude_seen=True)
     for u in range(5):
         assert not set(items[u]) & set(history[u].tolist())
     assert np.all(np.isfinite(scores))
@@ -38,7 +39,7 @@ def test_itemknn_recommends_co_occurring_items(tiny_split):
     from tests.recommend.conftest import make_split
 
     probe = make_split([[4]], [[0]], [[0]], n_items=6)
-    items, _ = model.recommend(np.array([0]), probe.history("train"), k=1)
+    items, _ = top(model, np.array([0]), probe.history("train"), k=1)
     assert items[0, 0] == 3
 
 

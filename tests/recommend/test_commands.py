@@ -10,6 +10,7 @@ from personarec.config import load_config
 from personarec.errors import ConfigError, DataError
 from personarec.recommend.base import FitContext, build_recommender
 from personarec.recommend.service import RunService
+from tests.ranking import top
 
 
 def test_train_saves_and_the_one_loader_reloads(tiny_split, tmp_path):
@@ -67,10 +68,10 @@ def test_base_from_reuses_a_trained_model(tiny_split, tmp_path):
     trained = RunService.of(cfg, split=tiny_split, items=space).train(["popular", "hybrid"])
     assert trained["hybrid"].base is trained["popular"]  # no second training
     history, users = tiny_split.history("test"), np.arange(tiny_split.n_users)
-    expected = trained["popular"].recommend(users, history, 2)[0]
-    np.testing.assert_array_equal(trained["hybrid"].recommend(users, history, 2)[0], expected)
+    expected = top(trained["popular"], users, history, 2)[0]
+    np.testing.assert_array_equal(top(trained["hybrid"], users, history, 2)[0], expected)
     again = RunService.of(cfg, split=tiny_split, items=space).train(["hybrid"])  # base read from RUN_DIR/models/popular
-    np.testing.assert_array_equal(again["hybrid"].recommend(users, history, 2)[0], expected)
+    np.testing.assert_array_equal(top(again["hybrid"], users, history, 2)[0], expected)
     cfg2 = load_config(sets=[f"run_dir={tmp_path / 'other'}", f"recommend.models.hybrid={hybrid}"])
     with pytest.raises(ConfigError, match="base_from"):
         RunService.of(cfg2, split=tiny_split, items=space).train(["hybrid"])

@@ -22,6 +22,7 @@ from personarec.recommend.persona_ranking import quota_schedule
 from personarec.recommend.persona_retrieval import PersonaRetrieval
 from personarec.recommend.pipeline import RankingPipeline
 from tests.recommend.conftest import make_split
+from tests.ranking import top
 
 N_FINE, PER, DIM = 12, 15, 16
 
@@ -133,7 +134,7 @@ def test_quota_respected_at_10_and_20(w, table, kind, quota):
     )
     history = split.history("train")
     users = np.arange(split.n_users)
-    items, _ = model.recommend(users, history, 20)
+    items, _ = top(model, users, history, 20)
     recs = explained(model, users, history, 20)
     checked = 0
     for u, explore in explore_share(model, split, history):
@@ -155,12 +156,12 @@ def test_hybrid_with_quota_zero_is_the_base_top_list(w, table):
     history = split.history("train")
     users = np.arange(split.n_users)
     model = hybrid(w, table, explore_quota=0.0)
-    got, _ = model.recommend(users, history, 20)
-    want, _ = table.recommend(users, history, 20)
+    got, _ = top(model, users, history, 20)
+    want, _ = top(table, users, history, 20)
     np.testing.assert_array_equal(got, want)
     # beyond the slots the full ranking is still the base model's
-    got50, _ = model.recommend(users, history, 50)
-    want50, _ = table.recommend(users, history, 50)
+    got50, _ = top(model, users, history, 50)
+    want50, _ = top(table, users, history, 50)
     np.testing.assert_array_equal(got50, want50)
 
 
@@ -223,7 +224,7 @@ def test_seen_items_never_recommended(w, table, kind):
     for stage in ("train", "test"):
         history = split.history(stage)
         users = np.arange(split.n_users)
-        items, _ = model.recommend(users, history, 30)
+        items, _ = top(model, users, history, 30)
         for u in users:
             assert not set(items[u]) & set(history[u].tolist())
         for u, (slots, _) in zip(users, model._heads(model.requests_for(users, history)), strict=True):  # nor in the head
@@ -238,7 +239,7 @@ def test_explanations_match_kind(w, table, kind):
     history = split.history("train")
     users = np.arange(10)
     recs = explained(model, users, history, 10)
-    items, _ = model.recommend(users, history, 10)
+    items, _ = top(model, users, history, 10)
     kinds = set()
     for u, rows in zip(users, recs, strict=True):
         np.testing.assert_array_equal([r.item for r in rows], items[u])
@@ -307,7 +308,7 @@ def test_persona_describes_the_history_passed_and_llm_persona_used_when_version_
                 sum(space.fine[r.item] == target for r in explore) == want
             )  # the LLM's topic fills the quota
             assert len(explore) == 5
-        items_test, _ = model.recommend(np.array([u]), test_hist, 10)
+        items_test, _ = top(model, np.array([u]), test_hist, 10)
         reasons = reasons_of(model, u, items_test[0], test_hist)
         assert reasons.count(f"Something new: {space.fine_names[target]}. Chosen by the test.") == 5
     # a persona that is a hindsight label or a fallback is never used, even at the right version
@@ -366,7 +367,7 @@ def test_persona_query_needs_a_text_model(w):
         split, items=space, embedder=name_embedder(space, centres)
     )
     history = split.history("train")
-    items, _ = model.recommend(np.arange(split.n_users), history, 10)
+    items, _ = top(model, np.arange(split.n_users), history, 10)
     assert items.shape == (split.n_users, 10)
 
 
@@ -389,10 +390,10 @@ def test_save_load_round_trip(w, tmp_path):
         if key == "retrieval":
             loaded.attach(embedder=embed)  # live resources are re-attached, not stored
         np.testing.assert_array_equal(
-            loaded.recommend(users, history, 20)[0], model.recommend(users, history, 20)[0]
+            top(loaded, users, history, 20)[0], top(model, users, history, 20)[0]
         )
-        top = model.recommend(users[:1], history, 5)[0][0]
-        assert reasons_of(loaded, 0, top, history) == reasons_of(model, 0, top, history)
+        first = top(model, users[:1], history, 5)[0][0]
+        assert reasons_of(loaded, 0, first, history) == reasons_of(model, 0, first, history)
     assert (tmp_path / "hybrid" / "base" / "config.json").exists()
 
 
@@ -408,7 +409,7 @@ def test_hybrid_head_is_what_serving_ranks(w, table):
     split, space, _ = w
     history = split.history("test")
     model = hybrid(w, table, explore_quota=0.2, slots=20)
-    items, _ = model.recommend(np.arange(split.n_users), history, 20)
+    items, _ = top(model, np.arange(split.n_users), history, 20)
     for u in range(0, split.n_users, 7):
         prof = model.shaped_profile(model.requests_for(np.array([u]), history)[0])
         served = rank(

@@ -10,6 +10,7 @@ import torch
 from personarec.recommend.base import build_recommender, load_recommender
 from personarec.recommend.sasrec import SASRec
 from tests.recommend.conftest import cyclic_split
+from tests.ranking import top
 
 TINY = dict(max_len=16, hidden=32, n_blocks=1, n_heads=1, dropout=0.0, lr=1e-2, batch_size=32,
             max_epochs=25, patience=4, seed=0, num_threads=1, show_progress=False)  # fmt: skip
@@ -24,7 +25,7 @@ def cyclic():
 
 def hit_rate_at_1(model, split) -> float:
     users = split.eval_users("test")
-    items, _ = model.recommend(users, split.history("test"), k=1, exclude_seen=True)
+    items, _ = top(model, users, split.history("test"), k=1, exclude_seen=True)
     targets = split.targets("test")
     return float(np.mean(items[:, 0] == targets.items[targets.indptr[users]]))
 

@@ -300,7 +300,7 @@ def _summary(ctx: ReportContext) -> str | None:
         + html_table(rows, ["model", "users", *acc], highlight_best=acc)
         + f"<h3>Beyond accuracy (@{k})</h3>"
         + html_table(rows, ["model", *beyond], highlight_best=[c for c in beyond if c.split("@")[0] in HIGHER_IS_BETTER])
-        + f"<p class='muted'>Gini: lower = recommendations spread more evenly over the catalogue. "
+        + "<p class='muted'>Gini: lower = recommendations spread more evenly over the catalogue. "
         "Serendipity counts relevant items outside both the popularity top list and the user's history clusters "
         "(normalised like recall); exploration is the share of recommended items outside the user's history clusters.</p>"
         + f"<h3>Accuracy @{k} with {pct} bootstrap confidence intervals (all evaluated users)</h3>"

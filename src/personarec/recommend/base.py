@@ -127,30 +127,6 @@ class Recommender(ABC):
         sequence as the only row of a history (models that know users by index override this)."""
         return self.score(np.array([0]), UserSequences.from_sequences([np.asarray(items, dtype=np.int32)]))[0]
 
-    # -- ranking -------------------------------------------------------------------------
-    def recommend(
-        self,
-        users: np.ndarray,
-        history: UserSequences,
-        k: int = 10,
-        *,
-        exclude_seen: bool = True,
-        batch_size: int = 1024,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores per user, best first (full ranking, batched)."""
-        users = np.asarray(users, dtype=np.int64)
-        out_items = np.empty((len(users), k), dtype=np.int32)
-        out_scores = np.empty((len(users), k), dtype=np.float32)
-        for start in range(0, len(users), batch_size):
-            batch = users[start : start + batch_size]
-            scores = np.asarray(self.score(batch, history), dtype=np.float32)
-            if exclude_seen:
-                mask_seen(scores, batch, history)
-            top_items, top_scores = top_k(scores, k)
-            out_items[start : start + len(batch)] = top_items
-            out_scores[start : start + len(batch)] = top_scores
-        return out_items, out_scores
-
 
 def mask_seen(scores: np.ndarray, users: np.ndarray, history: UserSequences) -> None:
     """Set the scores of each user's already-seen items to -inf, in place, without a Python loop

@@ -99,16 +99,23 @@ class RankingPipeline:
                 scores[row, topic_mask(self.space, request.edits.blocked_topics, self.by_name)[self.space.fine]] = -np.inf
         return top_k(scores, k)
 
-    def top_items(
+    def top(
         self, users: np.ndarray, history: UserSequences, k: int, *, exclude_seen: bool = True
-    ) -> np.ndarray:
-        """Item indices ``[len(users), k]`` (evaluation: no reasons needed, same list as :meth:`rank`)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and their scores per user (``[len(users), k]`` each, best first):
+        the list :meth:`rank` explains, without the reasons."""
         requests = self.requests(np.asarray(users, dtype=np.int64), history)
         scores, _ = self.score(requests)
         if isinstance(self.model, PersonaModel):  # memoised profiles: reads what scoring just built
             for r in requests:
                 self.persona_sources["llm" if self.model.profile_for(r).from_llm else "fallback"] += 1
-        return self.select(scores, requests, k, exclude_seen=exclude_seen)[0]
+        return self.select(scores, requests, k, exclude_seen=exclude_seen)
+
+    def top_items(
+        self, users: np.ndarray, history: UserSequences, k: int, *, exclude_seen: bool = True
+    ) -> np.ndarray:
+        """Item indices ``[len(users), k]`` (evaluation: no reasons needed, same list as :meth:`rank`)."""
+        return self.top(users, history, k, exclude_seen=exclude_seen)[0]
 
     # -- stage 3 ---------------------------------------------------------------------------------
     def rank(self, requests: Sequence[RankRequest], k: int) -> list[list[Ranked]]:
