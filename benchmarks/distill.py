@@ -88,10 +88,6 @@ def write_json(path: Path, doc: Any) -> None:
 
 
 # -- 1. personas: one store per source ------------------------------------------------------------
-def persona_config(args: argparse.Namespace) -> PersonasConfig:
-    return PersonasConfig(history_stage="valid", sample_users=0)
-
-
 def generate(split: Split, space: ItemSpace, db: Path, config: PersonasConfig, backend_config: dict, users: Any) -> dict:
     """Personas for ``users`` into SQLite ``db`` (resumable: up-to-date users are skipped)."""
     from personarec.personas.backends.base import build_backend
@@ -179,7 +175,7 @@ def prepare_personas(name: str, split: Split, space: ItemSpace, args: argparse.N
     work.mkdir(parents=True, exist_ok=True)
     info_path = work / "personas.json"
     info = read_json(info_path) or {}
-    cfg = persona_config(args)
+    cfg = PersonasConfig(history_stage="valid", sample_users=0)  # every user, training events only
     users = args.persona_users or None
     for source in ("llm", "student"):
         db = work / f"personas-{source}.db"
@@ -318,12 +314,12 @@ COMPARISONS = [(f"{kind}-{s}", ctrl) for kind in ("persona_sasrec", "hybrid") fo
 ] + [("persona_sasrec-student", "persona_sasrec-llm"), ("persona_sasrec-student", "persona_sasrec-shuffled")]
 
 
-def aggregate(name: str, parts: list[dict], personas: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def aggregate(parts: list[dict], personas: dict[str, Any], args: argparse.Namespace, sasrec: dict[str, Any]) -> dict[str, Any]:
     arms = list(parts[0]["test"])
     entry: dict[str, Any] = {
         "seeds": [p["seed"] for p in parts], "personas": {s: {k: v for k, v in personas[s].items() if k != "store"} for s in SOURCES},
         "student_training": personas.get("student_training"),
-        "config": {"sasrec": SASREC | {"max_epochs": args.max_epochs}, "persona_sasrec": PERSONA, "hybrid_quota": args.quota, "student": STUDENT},
+        "config": {"sasrec": sasrec, "persona_sasrec": PERSONA, "hybrid_quota": args.quota, "student": STUDENT},
         "test_mean_std": {m: {c: mean_std([p["test"][m][c] for p in parts]) for c in REPORTED if c in parts[0]["test"][m]} for m in arms},
         "paired": [dict(seed_paired(parts, a, c), per_user=user_paired(parts, a, c)) for a, c in COMPARISONS],
         "personas_in_lists_seed0": parts[0]["personas_in_lists"],
@@ -372,7 +368,7 @@ def write_report(name: str, entry: dict[str, Any], args: argparse.Namespace) -> 
 def locked(path: Path):
     """Two processes (say one per dataset) may merge into the same JSON: one at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as fh:
+    with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -400,7 +396,7 @@ def run_dataset(name: str, args: argparse.Namespace, sasrec: dict[str, Any]) -> 
     for seed in args.seeds:
         run_seed(name, seed, split, space, stores, vectors, args, sasrec)
     parts = [p for s in args.all_seeds if (p := read_json(Path(args.run_root) / name / f"seed-{s}" / "part.json"))]
-    entry = aggregate(name, parts, personas, args)
+    entry = aggregate(parts, personas, args, sasrec)
     entry.update(protocol_card=split.protocol.lines(), command="python " + " ".join(sys.argv),
                  wall_seconds_this_process=round(time.perf_counter() - t0, 1),
                  finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))  # fmt: skip
@@ -409,7 +405,7 @@ def run_dataset(name: str, args: argparse.Namespace, sasrec: dict[str, Any]) -> 
         if s is not None:
             s.close()
     out = Path(args.out)
-    with locked(out):
+    with locked(Path(args.run_root) / "distill.lock"):
         doc = read_json(out) or {}
         doc.update(benchmark="distill", protocol_note="leave-one-out, full ranking, seen items excluded; test targets; metrics at k=10",
                    machine={"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},

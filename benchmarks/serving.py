@@ -321,6 +321,7 @@ def main() -> None:
                     "note": "shared machine: other jobs were running; latency includes their CPU contention"},
         "dataset": "ml-100k", "model": models[0], "store": "sqlite (WAL, synchronous=FULL)",
         "users": len(users), "personas_seeded_offline": seeded,
+        "personas_seeded_by": "the fallback writer (setup in seconds); only the refreshes during a phase are LLM-written",
         "async": res_async,
         "async_by_model": {m: {"recommend": r["recommend"], "refresh_lag_s": r["refresh_lag_s"]} for m, r in by_model.items()},
         "sync_llm_on_request_path": res_sync,

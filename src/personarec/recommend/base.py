@@ -236,6 +236,8 @@ def _read_meta(directory: Path) -> dict[str, Any]:
 def load_recommender(path: str | Path) -> Recommender:
     """Load any saved model: the class is picked by the name stored in ``path/config.json``."""
     meta = _read_meta(Path(path))
-    if meta["name"] not in recommender_names():
-        raise ConfigError(f"{path}: unknown recommender {meta['name']!r}; available: {recommender_names()}")
-    return recommender_class(meta["name"]).load(path)
+    try:
+        cls = recommender_class(meta["name"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cls.load(path)
