@@ -85,7 +85,7 @@ def main() -> None:
     from personarec.data.splits import make_split
     from personarec.distill.compare import future_scores
     from personarec.distill.config import DistillConfig
-    from personarec.distill.dataset import load_examples, save_examples
+    from personarec.distill.dataset import save_examples
     from personarec.distill.export import write_adapter_gguf
     from personarec.distill.student import StudentTrainer, load_student
     from personarec.distill.base_model import base_gguf

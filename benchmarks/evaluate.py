@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from personarec.data.protocol import ProtocolCard  # noqa: E402
 from personarec.data.records import Catalogue  # noqa: E402
-from personarec.data.splits import Split, UserSequences  # noqa: E402
+from personarec.data.splits import Split  # noqa: E402
 from personarec.evaluate.harness import effective_batch_size, evaluate_models  # noqa: E402
 from personarec.evaluate.metrics import EvalData, UserBatch, build_metric  # noqa: E402
 from personarec.items.space import ItemSpace  # noqa: E402

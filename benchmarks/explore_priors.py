@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/explore_priors.py [--datasets ml-100k ml-latest-small p5-beauty]
 
 How often do the top 3 unseen clusters of an explore prior contain a cluster the user really went
-to next? Each variant (prior x half-life of the user's cluster weights x EASE ridge) is scored
+to next? Each variant (prior x half-life of the user's cluster/item weights x EASE ridge x item-EASE
+pruning) is scored
 twice, by the library's own ``TransitionStats.candidates``:
 - inner (used to choose the defaults; training data only): relations fitted on each user's
   training events minus the last 2, history = the same, future = those last 2 training events;
@@ -27,14 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-VARIANTS = {  # label: (prior, half-life of the user's cluster weights, EASE ridge)
-    "transitions_h20": ("transitions", 20.0, None),
-    "transitions_h5": ("transitions", 5.0, None),
-    "ease_l200_h20": ("ease", 20.0, 200.0),
-    "ease_l200_h5": ("ease", 5.0, 200.0),
-    "ease_l200_h2": ("ease", 2.0, 200.0),
-    "ease_l50_h5": ("ease", 5.0, 50.0),
-    "ease_l1000_h5": ("ease", 5.0, 1000.0),
+VARIANTS = {  # label: (prior, half-life of the user's weights, EASE ridge, item-EASE neighbours kept)
+    "transitions_h20": ("transitions", 20.0, None, None),
+    "transitions_h5": ("transitions", 5.0, None, None),
+    "ease_l200_h20": ("ease", 20.0, 200.0, None),
+    "ease_l200_h5": ("ease", 5.0, 200.0, None),
+    "ease_l200_h2": ("ease", 2.0, 200.0, None),
+    "ease_l50_h5": ("ease", 5.0, 50.0, None),
+    "ease_l1000_h5": ("ease", 5.0, 1000.0, None),
+    "item_ease_l50_h5": ("item_ease", 5.0, 50.0, 100),
+    "item_ease_l200_h5": ("item_ease", 5.0, 200.0, 100),
+    "item_ease_l500_h5": ("item_ease", 5.0, 500.0, 100),
+    "item_ease_l200_h2": ("item_ease", 2.0, 200.0, 100),
+    "item_ease_l200_h20": ("item_ease", 20.0, 200.0, 100),
+    "item_ease_l200_h5_n400": ("item_ease", 5.0, 200.0, 400),
 }
 
 
@@ -55,10 +62,16 @@ def drop_last(seqs, n: int):
 
 def score(space, history, futures, k: int = 3) -> dict:
     from personarec.personas.history import cluster_stats
-    from personarec.personas.transitions import TransitionStats
+    from personarec.personas.transitions import TransitionStats, recency_weights
 
-    fits = {lam: TransitionStats.fit(history, space.fine, space.n_fine, ease_lambda=lam or 200.0)
-            for lam in {v[2] for v in VARIANTS.values()}}  # fmt: skip
+    def fit(prior, lam, neighbors):
+        if prior == "item_ease":
+            return TransitionStats.fit(history, space.fine, space.n_fine, item_lambda=lam, item_neighbors=neighbors)
+        return TransitionStats.fit(history, space.fine, space.n_fine, ease_lambda=lam or 200.0, item_lambda=None)
+
+    keys = {(p if p == "item_ease" else "cluster", lam, n) for p, _, lam, n in VARIANTS.values()}
+    fits = {key: fit(*key) for key in keys}
+    fits[None] = fits[("cluster", None, None)]
     hits = {label: 0 for label in [*VARIANTS, "baseline"]}
     n = novel = 0
     for u in range(history.n_users):
@@ -70,9 +83,13 @@ def score(space, history, futures, k: int = 3) -> dict:
         n += 1
         novel += bool(target)
         hits["baseline"] += bool(target & set(fits[None].most_frequent(seen, k)))
-        weights = {h: {s.cluster: s.weight for s in cluster_stats(items, space, h, 0)} for h in {v[1] for v in VARIANTS.values()}}
-        for label, (prior, half, lam) in VARIANTS.items():
-            hits[label] += bool(target & set(fits[lam].candidates(weights[half], k, prior=prior)))
+        halves = {v[1] for v in VARIANTS.values()}
+        weights = {h: {s.cluster: s.weight for s in cluster_stats(items, space, h, 0)} for h in halves}
+        item_weights = {h: recency_weights(items, h) for h in halves}
+        for label, (prior, half, lam, nb) in VARIANTS.items():
+            stats = fits[(prior if prior == "item_ease" else "cluster", lam, nb)]
+            top = stats.candidates(weights[half], k, prior=prior, items=item_weights[half])
+            hits[label] += bool(target & set(top))
     base = hits["baseline"] / max(n, 1)
     return {"n_users": n, "novel_future_rate": round(novel / max(n, 1), 4),
             **{label: {"hit_rate": round(h / max(n, 1), 4), "ratio_to_baseline": round(h / n / base, 3) if base else None}
@@ -90,7 +107,7 @@ def main() -> None:
     from personarec.items.config import ItemsConfig
 
     result: dict = {"command": "python benchmarks/explore_priors.py " + " ".join(sys.argv[1:]), "variants": {
-        k: {"prior": p, "half_life": h, "ease_lambda": lam} for k, (p, h, lam) in VARIANTS.items()}, "datasets": {}}  # fmt: skip
+        k: {"prior": p, "half_life": h, "ease_lambda": lam, "item_neighbors": nb} for k, (p, h, lam, nb) in VARIANTS.items()}, "datasets": {}}  # fmt: skip
     for name in args.datasets:
         t = time.perf_counter()
         split = load(name)

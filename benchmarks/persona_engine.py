@@ -126,7 +126,8 @@ def with_weight(engine, personas, weight, calibrated=False):
 
 def prior_hit_rates(split, space, transitions, config, users) -> dict:
     """Explore hit-rates of each explore prior alone (the top candidates, no LLM) on the same users:
-    the v2 prior (transitions, half-life 20), transitions at the default half-life, and the default."""
+    the v2 prior (transitions, half-life 20), transitions, cluster EASE and item EASE at the default
+    half-life."""
     from personarec.personas.fallback import fallback_persona
     from personarec.personas.history import ContextBuilder
     from personarec.personas.schema import Provenance
@@ -135,6 +136,7 @@ def prior_hit_rates(split, space, transitions, config, users) -> dict:
         "transitions_half_life_20": {"explore_prior": "transitions", "explore_half_life": 20.0},
         f"transitions_half_life_{config.explore_half_life:g}": {"explore_prior": "transitions"},
         f"ease_half_life_{config.explore_half_life:g}": {"explore_prior": "ease"},
+        f"item_ease_half_life_{config.explore_half_life:g}": {"explore_prior": "item_ease"},
     }
     rows = {}
     for label, update in variants.items():

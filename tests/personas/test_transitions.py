@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from personarec.data.splits import UserSequences
-from personarec.personas.transitions import TransitionStats
+from personarec.personas.transitions import TransitionStats, recency_weights
 
 
 def _seqs(users: list[list[int]]) -> UserSequences:
@@ -88,7 +89,44 @@ def test_ease_survives_save_load_and_unknown_prior_is_an_error(tmp_path):
     back = TransitionStats.load(t.save(tmp_path / "t.npz"))
     np.testing.assert_array_equal(back.affinity, t.affinity)
     np.testing.assert_allclose(back.scores({1: 1.0}, "ease"), t.scores({1: 1.0}, "ease"))
-    import pytest
-
     with pytest.raises(ValueError, match="unknown explore prior"):
         t.scores({1: 1.0}, "popularity")  # type: ignore[arg-type]
+
+
+def test_item_ease_reads_which_items_of_a_cluster_the_user_has():
+    # clusters A = items {0, 1}, B = {2, 3}, C = {4, 5}. Item 0 goes with item 2, item 1 with item 4;
+    # a cluster-level relation sees only "A" and cannot tell the two users apart.
+    fine = np.array([0, 0, 1, 1, 2, 2], dtype=np.int32)
+    users = [[0, 2], [2, 0], [0, 2, 3], [1, 4], [4, 1], [1, 4, 5], [3], [5]]
+    t = TransitionStats.fit(_seqs(users), fine, 3, item_lambda=1.0)
+    assert t.item_weights is not None and t.item_weights.shape == (6, 6)
+    assert (t.item_weights.data > 0).all()  # only positive weights are kept
+    likes_0 = recency_weights(np.array([0]), 5.0)
+    likes_1 = recency_weights(np.array([1]), 5.0)
+    assert t.candidates({0: 1.0}, 1, prior="item_ease", items=likes_0) == [1]
+    assert t.candidates({0: 1.0}, 1, prior="item_ease", items=likes_1) == [2]
+    # the user's own clusters are never candidates; the source is the cluster whose items support it
+    both = recency_weights(np.array([0, 4]), 5.0)
+    assert 0 not in t.candidates({0: 0.5, 2: 0.5}, 3, prior="item_ease", items=both)
+    assert t.sources({0: 0.5, 2: 0.5}, [1], prior="item_ease", items=both) == [0]
+    # a cluster's score is the sum over its best items of s_j = sum_i w_i B[i, j]
+    s = np.asarray(t.item_weights[[0]].sum(axis=0)).ravel() * likes_0[0]
+    assert t.scores({0: 1.0}, "item_ease", likes_0)[1] == pytest.approx(s[[2, 3]][s[[2, 3]] > 0].sum())
+
+
+def test_item_ease_survives_save_load_and_is_required(tmp_path):
+    fine = np.array([0, 0, 1, 2, 3, 4])
+    t = TransitionStats.fit(_seqs([[0, 2, 3], [3, 2, 4], [0, 3]]), fine, 5, item_lambda=1.0)
+    back = TransitionStats.load(t.save(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.item_weights.toarray(), t.item_weights.toarray())
+    np.testing.assert_array_equal(back.item_cluster, t.item_cluster)
+    w = recency_weights(np.array([0, 2]), 5.0)
+    np.testing.assert_allclose(back.scores({0: 0.5, 1: 0.5}, "item_ease", w), t.scores({0: 0.5, 1: 0.5}, "item_ease", w))
+    bare = TransitionStats.fit(_seqs([[0, 2, 3]]), fine, 5, item_lambda=None)
+    with pytest.raises(ValueError, match="item EASE"):
+        bare.scores({0: 1.0}, "item_ease", w)
+
+
+def test_recency_weights_halve_per_half_life():
+    w = recency_weights(np.array([7, 8, 7]), 1.0)
+    assert w == pytest.approx({7: 1.0 + 0.25, 8: 0.5})

@@ -90,16 +90,17 @@ class PersonasConfig(BaseModel):
     n_candidates: int = Field(
         8, ge=1, le=32, description="explore candidates pre-selected by the explore prior"
     )
-    explore_prior: Literal["transitions", "ease"] = Field(
-        "ease",
-        description="how unseen clusters are scored as explore candidates: ease = cluster-level EASE on "
-        "users' training cluster sets (every co-occurrence, popularity discounted); transitions = next-step "
-        "transition probabilities (personas/transitions.py has the measured choice)",
+    explore_prior: Literal["transitions", "ease", "item_ease"] = Field(
+        "item_ease",
+        description="how unseen clusters are scored as explore candidates: item_ease = an item-level EASE "
+        "scores every unseen item from the user's recent items and a cluster scores the sum of its 5 best; "
+        "ease = cluster-level EASE on users' training cluster sets; transitions = next-step transition "
+        "probabilities (personas/transitions.py has the measured choice)",
     )
     explore_half_life: float = Field(
         5.0,
         gt=0,
-        description="events after which one of the user's clusters counts half when scoring explore "
+        description="events after which one of the user's clusters (or items) counts half when scoring explore "
         "candidates (recent tastes predict the next step better than the long-run profile)",
     )
     max_interests: int = Field(5, ge=1, le=8)

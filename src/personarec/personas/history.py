@@ -17,7 +17,7 @@ import numpy as np
 from personarec.data.splits import Split, UserSequences
 from personarec.items.space import ItemSpace
 from personarec.personas.config import PersonasConfig
-from personarec.personas.transitions import TransitionStats
+from personarec.personas.transitions import TransitionStats, recency_weights
 
 Stage = Literal["valid", "test"]
 
@@ -184,9 +184,10 @@ def build_context(
     stats = cluster_stats(history.items, space, pc.recency_half_life, max(pc.examples_top, pc.examples_other, 1))
     weights = {s.cluster: s.weight for s in stats}
     recent = {s.cluster: s.weight for s in cluster_stats(history.items, space, config.explore_half_life, 0)}
+    recent_items = recency_weights(history.items, config.explore_half_life) if config.explore_prior == "item_ease" else None
     k, kind = config.n_candidates, config.explore_prior
-    prior = transitions.scores(recent, kind)
-    candidates = transitions.candidates(recent, k, prior=kind) if stats else []
+    prior = transitions.scores(recent, kind, recent_items)
+    candidates = transitions.candidates(recent, k, prior=kind, items=recent_items) if stats else []
     future = None
     if next_items is not None and len(next_items):
         future = cluster_stats(next_items, space, pc.recency_half_life, 1)
@@ -196,7 +197,7 @@ def build_context(
     return PersonaContext(
         history=history, stats=stats, candidates=candidates, titles=titles,
         fine_names=space.fine_names, hindsight=future,
-        candidate_sources=transitions.sources(recent, candidates, kind),
+        candidate_sources=transitions.sources(recent, candidates, kind, recent_items),
         candidate_scores=[max(float(prior[c]), 0.0) for c in candidates],  # ease may be < 0: no support
     )  # fmt: skip
 
