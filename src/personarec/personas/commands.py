@@ -45,7 +45,7 @@ def store_url(run_dir: Path, pc: PersonasConfig) -> StoreURL:
 
 
 #: personas settings that change who gets a persona or how fast, not what a persona says
-FINGERPRINT_IGNORES = frozenset({"sample_users", "concurrency"})
+FINGERPRINT_IGNORES = frozenset({"sample_users", "concurrency", "engine", "ray"})
 
 
 def persona_fingerprint(cfg: RunConfig) -> dict[str, Any]:
@@ -145,39 +145,44 @@ def _log(run_dir: Path, report) -> None:
 
 
 def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress: bool = True):
-    """Generate personas for ``users`` (default: ``sample_users``) into the run's store; log the batch."""
-    from personarec.personas.backends.base import build_backend
-    from personarec.personas.generate import generate_personas
+    """Generate personas for ``users`` (default: ``sample_users``) into the run's store; log the batch.
+
+    ``personas.engine`` picks the runner: this process (local) or an actor pool on Ray."""
     from personarec.personas.store.base import open_store
 
     pc = personas_config(cfg)
     check_persona_store(cfg)
-    backend = build_backend(pc.backend, pc.backend_config)
+    chosen = users if users is not None else (pc.sample_users or None)
     store = open_store(store_url(cfg.run_dir, pc))
+    backend = None
     try:
-        report = generate_personas(
-            split,
-            space,
-            backend,
-            users if users is not None else (pc.sample_users or None),
-            store,
-            pc,
-            seed=cfg.seed,
-            show_progress=show_progress,
-        )
+        if pc.engine == "ray":
+            from personarec.personas.ray_runner import generate_personas_ray
+
+            report = generate_personas_ray(split, space, chosen, store, pc, seed=cfg.seed, show_progress=show_progress)
+        else:
+            from personarec.personas.backends.base import build_backend
+            from personarec.personas.generate import generate_personas
+
+            backend = build_backend(pc.backend, pc.backend_config)
+            report = generate_personas(
+                split, space, backend, chosen, store, pc, seed=cfg.seed, show_progress=show_progress
+            )
         shown = np.random.default_rng(cfg.seed).permutation(len(report.user_ids))[:3]  # 3 random users
         examples = [p for i in shown if (p := store.get(report.user_ids[i])) is not None]
     finally:
         store.close()
-        backend.close()
+        if backend is not None:
+            backend.close()
     record_persona_store(cfg)
     _log(cfg.run_dir, report)
     return report, examples
 
 
 def print_report(report) -> None:
+    on = f", on Ray ({report.actors} actor processes)" if report.engine == "ray" else ""
     t = Table(
-        title=f"personas: {report.backend} ({report.model}), {report.writer}{', hindsight' if report.hindsight else ''}"
+        title=f"personas: {report.backend} ({report.model}), {report.writer}{', hindsight' if report.hindsight else ''}{on}"
     )
     for col in ("requested", "generated", "fallback", "skipped", "validity", "personas/s", "tokens/s"):
         t.add_column(col)
@@ -368,6 +373,25 @@ def generate(
         str | None,
         typer.Option("--base-url", help="openai backend: server URL, e.g. http://localhost:8000/v1."),
     ] = None,
+    engine: Annotated[
+        Literal["local", "ray"] | None,
+        typer.Option(
+            "--engine",
+            help="local: this process (default); ray: an actor pool of persona engines on a Ray cluster "
+            "(one model load per actor; resumable; the store has one writer, the driver).",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="--engine ray: 'auto' joins the cluster of `ray start`, 'ray://host:10001' a remote one; "
+            "unset starts a local cluster for this job.",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option("--actors", help="--engine ray: persona engines in the pool (personas.ray.actors).")
+    ] = None,
     show: Annotated[int, typer.Option("--show", help="How many generated personas to print.")] = 3,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
@@ -382,6 +406,9 @@ def generate(
         "personas.retries": retries,
         "personas.sample_users": users,
         "personas.backend_config.base_url": base_url,
+        "personas.engine": engine,
+        "personas.ray.address": address,
+        "personas.ray.actors": actors,
     }
     cfg = resolve_config(
         config, set_, run_dir=run_dir, **{k.replace(".", "__"): v for k, v in overrides.items()}

@@ -28,11 +28,33 @@ class PromptConfig(BaseModel):
     )
 
 
+class RayConfig(BaseModel):
+    """Where and how wide the Ray batch runner runs (personas.engine = "ray"; personas/ray_runner.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        None,
+        description="Ray cluster: None = start a local one for this job; 'auto' = the cluster this machine "
+        "belongs to (`ray start`); 'ray://host:10001' = a remote cluster through Ray Client",
+    )
+    actors: int = Field(2, ge=1, le=4096, description="persona engines in the actor pool (one model load each)")
+    cpus_per_actor: float = Field(
+        1.0, gt=0, description="CPUs Ray reserves per actor; also the llama.cpp threads of an embedded backend"
+    )
+
+
 class PersonasConfig(BaseModel):
     """Persona generation: backend, prompt, teacher mode, batch size and robustness knobs."""
 
     model_config = ConfigDict(extra="forbid")
 
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="batch runner: local = this process (threads for remote backends, batches for embedded); "
+        "ray = an actor pool of persona engines on a Ray cluster (settings in [personas.ray])",
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)
     backend: str = Field("embedded", description="LLM backend name: embedded | openai | transformers")
     backend_config: dict[str, Any] = Field(default_factory=dict, description="the backend's own config")
     prompt: PromptConfig = Field(default_factory=PromptConfig)

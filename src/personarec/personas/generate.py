@@ -67,6 +67,8 @@ class GenerationReport(BaseModel):
     first_try_valid: int = 0
     duplicates_removed: int = 0  # repeated topics dropped from otherwise valid answers
     format: str = "json"
+    engine: str = "local"  # the batch runner: local | ray
+    actors: int = 0  # ray: actor processes that wrote personas (a restarted actor counts again)
     batches: int = 0  # compact: forward-pass batches run
     prefix_tokens: int = 0  # compact: tokens of the shared prefix (evaluated once per decoder)
     summaries_composed: int = 0  # LLM personas whose summary is composed from the fields
@@ -409,15 +411,80 @@ def resolve_users(
     return out
 
 
-def _is_done(store: PersonaStore, ctx: PersonaContext, retry_fallbacks: bool) -> bool:
-    existing = store.get(ctx.user_id)
+def is_done(store: PersonaStore, user_id: str, version: int, retry_fallbacks: bool) -> bool:
+    """A user whose stored persona already covers this history is skipped (resume)."""
+    existing = store.get(user_id)
     if existing is None:
         return False
-    if existing.version > ctx.history.version:
+    if existing.version > version:
         return True  # the store keeps the newer one anyway
-    if existing.version == ctx.history.version:
+    if existing.version == version:
         return not (retry_fallbacks and existing.provenance.fallback)
     return False
+
+
+def pending_users(
+    contexts: ContextBuilder, user_idx: Sequence[int], store: PersonaStore, retry_fallbacks: bool
+) -> tuple[list[int], int]:
+    """The users of ``user_idx`` that still need a persona, and how many were skipped.
+
+    Reads only each user's history length (the persona version), not a full context, so a
+    driver can plan a large job without scoring anyone's explore candidates."""
+    pending = []
+    for u in user_idx:
+        history = contexts.history(u)
+        if not is_done(store, history.user_id, history.version, retry_fallbacks):
+            pending.append(int(u))
+    return pending, len(user_idx) - len(pending)
+
+
+class ReportRecorder:
+    """Stores each outcome's persona and counts it into the report: the one place both batch runners
+    (local and Ray) account for users, so their reports mean the same thing."""
+
+    def __init__(self, report: GenerationReport, store: PersonaStore) -> None:
+        self.report, self.store = report, store
+        self.errors: Counter[str] = Counter()
+        self.start = time.perf_counter()
+
+    def record(self, user_id: str, out: UserOutcome) -> None:
+        report = self.report
+        report.user_ids.append(user_id)
+        report.attempts += out.attempts
+        report.outputs += out.outputs
+        report.valid_outputs += out.valid_outputs
+        report.first_try_valid += int(out.first_try_valid)
+        report.duplicates_removed += out.duplicates_removed
+        report.summaries_replaced += int(out.summary_replaced)
+        if out.status == "generated" and out.persona is not None:
+            report.summaries_composed += int(out.persona.provenance.summary_source == "composed")
+        for e in out.errors:
+            self.errors[e.split(":", 1)[0]] += 1
+        if out.persona is not None:
+            self.store.put(out.persona)
+            report.input_tokens += out.persona.provenance.input_tokens
+            report.output_tokens += out.persona.provenance.output_tokens
+            report.llm_seconds += out.persona.provenance.latency_s
+        if out.status == "generated":
+            report.generated += 1
+        elif out.status == "fallback":
+            report.fallbacks += 1
+        else:
+            report.unusable += 1
+        if out.status != "generated":
+            report.failures.append(Failure(user_id=user_id, errors=out.errors, fallback=out.status == "fallback"))
+
+    def finish(self) -> GenerationReport:
+        self.report.error_counts = dict(self.errors)
+        self.report.llm_seconds = round(self.report.llm_seconds, 4)
+        self.report.wall_seconds = round(time.perf_counter() - self.start, 4)
+        return self.report
+
+
+def batches(users: Sequence[int], size: int) -> list[list[int]]:
+    """Consecutive chunks of ``size`` users: the forward-pass batches of the compact engine (both
+    runners cut the same way, so greedy decoding gives the same personas)."""
+    return [list(users[lo : lo + size]) for lo in range(0, len(users), size)]
 
 
 def generate_personas(
@@ -440,43 +507,8 @@ def generate_personas(
         backend=backend.name, model=backend.model_name, writer=config.mode, hindsight=config.hindsight,
         prompt_mode=config.prompt.mode, requested=len(user_idx), format=engine.format,
     )  # fmt: skip
-    start = time.perf_counter()
-    contexts = [engine.context(u) for u in user_idx]
-    pending = []
-    for ctx in contexts:
-        if _is_done(store, ctx, config.retry_fallbacks):
-            report.skipped += 1
-        else:
-            pending.append(ctx)
-    errors: Counter[str] = Counter()
-
-    def record(ctx: PersonaContext, out: UserOutcome) -> None:
-        report.user_ids.append(ctx.user_id)
-        report.attempts += out.attempts
-        report.outputs += out.outputs
-        report.valid_outputs += out.valid_outputs
-        report.first_try_valid += int(out.first_try_valid)
-        report.duplicates_removed += out.duplicates_removed
-        report.summaries_replaced += int(out.summary_replaced)
-        if out.status == "generated" and out.persona is not None:
-            report.summaries_composed += int(out.persona.provenance.summary_source == "composed")
-        for e in out.errors:
-            errors[e.split(":", 1)[0]] += 1
-        if out.persona is not None:
-            store.put(out.persona)
-            report.input_tokens += out.persona.provenance.input_tokens
-            report.output_tokens += out.persona.provenance.output_tokens
-            report.llm_seconds += out.persona.provenance.latency_s
-        if out.status == "generated":
-            report.generated += 1
-        elif out.status == "fallback":
-            report.fallbacks += 1
-        else:
-            report.unusable += 1
-        if out.status != "generated":
-            report.failures.append(
-                Failure(user_id=ctx.user_id, errors=out.errors, fallback=out.status == "fallback")
-            )
+    recorder = ReportRecorder(report, store)
+    pending, report.skipped = pending_users(engine.contexts, user_idx, store, config.retry_fallbacks)
 
     from personarec.cli_common import progress
 
@@ -486,29 +518,26 @@ def generate_personas(
         bar.start()
     try:
         if engine.compact is not None:
-            size = engine.config.batch_size
             report.prefix_tokens = len(engine.compact.prefix)
-            for lo in range(0, len(pending), size):
-                chunk = pending[lo : lo + size]
-                for ctx, out in zip(chunk, engine.personas_for(chunk), strict=True):
-                    record(ctx, out)
+            for chunk in batches(pending, engine.config.batch_size):
+                contexts = [engine.context(u) for u in chunk]
+                for ctx, out in zip(contexts, engine.personas_for(contexts), strict=True):
+                    recorder.record(ctx.user_id, out)
                 report.batches += 1
                 if bar:
                     bar.advance(task, len(chunk))
         else:
             with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-                futures = {pool.submit(engine.persona_for, ctx): ctx for ctx in pending}
+                futures = {pool.submit(engine.persona_for, engine.context(u)): u for u in pending}
                 for fut in as_completed(futures):
-                    record(futures[fut], fut.result())  # persona_for never raises for model trouble
+                    out = fut.result()  # persona_for never raises for model trouble
+                    recorder.record(str(split.user_ids[futures[fut]]), out)
                     if bar:
                         bar.advance(task)
     finally:
         if bar:
             bar.stop()
-    report.error_counts = dict(errors)
-    report.llm_seconds = round(report.llm_seconds, 4)
-    report.wall_seconds = round(time.perf_counter() - start, 4)
-    return report
+    return recorder.finish()
 
 
 # -- export --------------------------------------------------------------------------------------

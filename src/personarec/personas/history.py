@@ -229,7 +229,11 @@ class ContextBuilder:
         """Context for any history (``next_items``: hindsight events, validation only)."""
         return build_context(history, self.space, self.transitions, self.config, self.titles, next_items)
 
+    def history(self, user_idx: int) -> UserHistory:
+        """The events a persona of this user is built from (cheap: a CSR slice)."""
+        return user_history(self.split, user_idx, self.stage, self.sequences)
+
     def context(self, user_idx: int) -> PersonaContext:
-        history = user_history(self.split, user_idx, self.stage, self.sequences)
+        history = self.history(user_idx)
         nxt = hindsight_items(self.split, user_idx, self.valid_targets) if self.config.hindsight else None
         return self.context_for(history, nxt)
