@@ -215,3 +215,13 @@ def test_output_schema_bounds_weights_by_enum(ml100k_split, space, ctx):
     weight = schema["properties"]["interests"]["items"]["properties"]["weight"]
     assert weight["enum"] == WEIGHT_LEVELS and min(WEIGHT_LEVELS) > 0 and max(WEIGHT_LEVELS) == 1.0
     assert schema["properties"]["explore"]["items"]["properties"]["cluster"]["enum"] == ctx.candidate_names
+
+
+def test_personas_for_keeps_the_order_of_its_users_with_concurrent_calls(ml100k_split, space, dead_backend):
+    """What a Ray actor runs for a remote backend: a batch's calls overlap (``concurrency``), the
+    outcomes stay in the batch's order, each user exactly once."""
+    engine = PersonaEngine(ml100k_split, space, dead_backend, PersonasConfig(backend="openai", retries=0, concurrency=4))
+    contexts = [engine.context(u) for u in range(8)]
+    outs = engine.personas_for(contexts)
+    assert [o.persona.user_id for o in outs] == [c.user_id for c in contexts]
+    assert all(o.status == "fallback" and o.attempts == 1 for o in outs)

@@ -130,3 +130,17 @@ def test_item_ease_survives_save_load_and_is_required(tmp_path):
 def test_recency_weights_halve_per_half_life():
     w = recency_weights(np.array([7, 8, 7]), 1.0)
     assert w == pytest.approx({7: 1.0 + 0.25, 8: 0.5})
+
+
+@pytest.mark.parametrize("prior", ["transitions", "ease", "item_ease"])
+def test_explore_is_scores_candidates_and_sources_in_one_pass(prior):
+    fine = np.array([0, 0, 1, 1, 2, 2, 3, 3], dtype=np.int32)
+    users = [[0, 2, 4], [1, 4, 6], [2, 6, 7], [0, 5, 3], [4, 1, 2], [6, 0, 2, 5]]
+    t = TransitionStats.fit(_seqs(users), fine, 4, ease_lambda=1.0, item_lambda=1.0)
+    weights, items = {0: 0.7, 1: 0.3}, recency_weights(np.array([0, 2, 1]), 5.0)
+    r = t.explore(weights, 2, prior, items)
+    np.testing.assert_allclose(r.scores, t.scores(weights, prior, items))
+    assert r.candidates == t.candidates(weights, 2, prior=prior, items=items)
+    assert r.sources() == t.sources(weights, r.candidates, prior, items)
+    assert r.sources([3]) == t.sources(weights, [3], prior, items)
+    assert t.explore({}, 2, prior, items).candidates == []

@@ -277,8 +277,11 @@ class PersonaEngine:
     def personas_for(self, contexts: Sequence[PersonaContext]) -> list[UserOutcome]:
         """Write personas for several users: batched with the compact writer, one by one otherwise.
         Never raises for model trouble; every user gets an outcome (generated, fallback, unusable)."""
-        if self.compact is None:
-            return [self.persona_for(c) for c in contexts]
+        if self.compact is None:  # one call per user; a remote backend overlaps ``concurrency`` of them
+            if self.config.concurrency == 1 or len(contexts) < 2:
+                return [self.persona_for(c) for c in contexts]
+            with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(contexts))) as pool:
+                return list(pool.map(self.persona_for, contexts))
         outs: list[UserOutcome | None] = [None] * len(contexts)
         todo = []
         for i, ctx in enumerate(contexts):
@@ -442,8 +445,15 @@ class ReportRecorder:
     """Stores each outcome's persona and counts it into the report: the one place both batch runners
     (local and Ray) account for users, so their reports mean the same thing."""
 
-    def __init__(self, report: GenerationReport, store: PersonaStore) -> None:
-        self.report, self.store = report, store
+    def __init__(
+        self, store: PersonaStore, config: PersonasConfig, requested: int, *, backend: str, model: str = "",
+        format: str = "json",
+    ) -> None:  # fmt: skip
+        self.report = GenerationReport(
+            backend=backend, model=model, writer=config.mode, hindsight=config.hindsight,
+            prompt_mode=config.prompt.mode, requested=requested, format=format,
+        )  # fmt: skip
+        self.store = store
         self.errors: Counter[str] = Counter()
         self.start = time.perf_counter()
 
@@ -503,11 +513,10 @@ def generate_personas(
     config = config or PersonasConfig()
     engine = engine or PersonaEngine(split, space, backend, config, seed=seed)
     user_idx = resolve_users(split, users, engine.seed, engine.stage)
-    report = GenerationReport(
-        backend=backend.name, model=backend.model_name, writer=config.mode, hindsight=config.hindsight,
-        prompt_mode=config.prompt.mode, requested=len(user_idx), format=engine.format,
-    )  # fmt: skip
-    recorder = ReportRecorder(report, store)
+    recorder = ReportRecorder(
+        store, config, len(user_idx), backend=backend.name, model=backend.model_name, format=engine.format
+    )
+    report = recorder.report
     pending, report.skipped = pending_users(engine.contexts, user_idx, store, config.retry_fallbacks)
 
     from personarec.cli_common import progress

@@ -185,9 +185,9 @@ def build_context(
     weights = {s.cluster: s.weight for s in stats}
     recent = {s.cluster: s.weight for s in cluster_stats(history.items, space, config.explore_half_life, 0)}
     recent_items = recency_weights(history.items, config.explore_half_life) if config.explore_prior == "item_ease" else None
-    k, kind = config.n_candidates, config.explore_prior
-    prior = transitions.scores(recent, kind, recent_items)
-    candidates = transitions.candidates(recent, k, prior=kind, items=recent_items) if stats else []
+    k = config.n_candidates
+    ranking = transitions.explore(recent, k, config.explore_prior, recent_items)
+    candidates = ranking.candidates
     future = None
     if next_items is not None and len(next_items):
         future = cluster_stats(next_items, space, pc.recency_half_life, 1)
@@ -197,8 +197,8 @@ def build_context(
     return PersonaContext(
         history=history, stats=stats, candidates=candidates, titles=titles,
         fine_names=space.fine_names, hindsight=future,
-        candidate_sources=transitions.sources(recent, candidates, kind, recent_items),
-        candidate_scores=[max(float(prior[c]), 0.0) for c in candidates],  # ease may be < 0: no support
+        candidate_sources=ranking.sources(candidates),
+        candidate_scores=[max(float(ranking.scores[c]), 0.0) for c in candidates],  # ease may be < 0: no support
     )  # fmt: skip
 
 

@@ -17,8 +17,9 @@ uses as many machines as the cluster has, with the same engine and the same acco
 
 What every actor needs (split, item space, explore prior) is put once in Ray's object store, so
 actors on other nodes need no shared filesystem; the driver holds that object for the whole job,
-which is what lets a restarted actor be built again (Ray warns about it at start). With an ``openai`` backend each actor is a client
-of an OpenAI-compatible server fleet (vLLM, llama.cpp server), ``concurrency`` requests in flight.
+which is what lets a restarted actor be built again (Ray warns about it at start). With an
+``openai`` backend each actor is a client of an OpenAI-compatible server fleet (vLLM, llama.cpp
+server) with up to ``personas.concurrency`` of a batch's requests in flight.
 The next step for GPU clusters is Ray Data's own LLM processor (``ray.data.llm``, vLLM engines as
 actors): it would replace the per-actor backend with continuous batching on GPUs; the planning,
 resume and single-writer store here would stay.
@@ -60,7 +61,7 @@ def outcome_row(user_id: str, out: UserOutcome, engine: PersonaEngine) -> str:
     row: dict[str, Any] = {f: getattr(out, f) for f in OUTCOME_FIELDS}
     row.update(
         user_id=user_id, status=out.status, errors=out.errors, format=engine.format,
-        model=engine.backend.model_name, backend=engine.backend.name,
+        model=engine.backend.model_name,
         prefix_tokens=len(engine.compact.prefix) if engine.compact is not None else 0,
         persona=out.persona.model_dump(mode="json") if out.persona is not None else None,
     )  # fmt: skip
@@ -139,11 +140,8 @@ def generate_personas_ray(
     contexts = ContextBuilder(split, space, config, transitions=transitions)
     run_seed = config.seed if config.seed is not None else seed
     user_idx = resolve_users(split, users, run_seed, contexts.stage)
-    report = GenerationReport(
-        backend=config.backend, model="", writer=config.mode, hindsight=config.hindsight,
-        prompt_mode=config.prompt.mode, requested=len(user_idx),
-    )  # fmt: skip
-    recorder = ReportRecorder(report, store)
+    recorder = ReportRecorder(store, config, len(user_idx), backend=config.backend)
+    report = recorder.report
     pending, report.skipped = pending_users(contexts, user_idx, store, config.retry_fallbacks)
     if not pending:
         return recorder.finish()

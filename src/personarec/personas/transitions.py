@@ -53,6 +53,29 @@ ITEM_EASE_NEIGHBORS = 100  # strongest positive weights kept per item (the spars
 CLUSTER_TOP_ITEMS = 5  # a cluster's item_ease score: its 5 best-scored items
 
 
+@dataclass(frozen=True)
+class ExploreRanking:
+    """One history's explore prior, computed once: every cluster's score, the top candidates, and
+    per user cluster its contribution to each score (what :meth:`sources` explains candidates by)."""
+
+    scores: np.ndarray  # [n_clusters]
+    candidates: list[int]
+    rows: np.ndarray  # the user's clusters
+    contributions: np.ndarray  # [len(rows), n_clusters]; column sums = scores
+
+    def sources(self, candidates: Sequence[int] | None = None) -> list[int | None]:
+        """The user's cluster contributing most to each candidate (default: the top ones); None: none."""
+        return _best_sources(self.rows, self.contributions, self.candidates if candidates is None else candidates)
+
+
+def _best_sources(rows: np.ndarray, contrib: np.ndarray, candidates: Sequence[int]) -> list[int | None]:
+    if not len(candidates):
+        return []
+    sub = contrib[:, list(candidates)]  # [n_rows, n_cand]
+    best = sub.argmax(axis=0)
+    return [int(rows[b]) if sub[b, j] > 0 else None for j, b in enumerate(best)]
+
+
 def recency_weights(items: np.ndarray, half_life: float) -> dict[int, float]:
     """Item -> sum of 0.5 ** (events since / half_life) over a chronological history."""
     items = np.asarray(items, dtype=np.int64)
@@ -282,10 +305,19 @@ class TransitionStats:
         """For each candidate, the user's cluster that contributes most to its score (None: none)."""
         if not candidates or not weights:
             return [None] * len(candidates)
+        return _best_sources(*self._contributions(weights, prior, items), candidates)
+
+    def explore(
+        self, weights: Mapping[int, float], k: int, prior: ExplorePrior = "transitions",
+        items: Mapping[int, float] | None = None,
+    ) -> ExploreRanking:
+        """Scores, top-``k`` candidates and their sources from one pass over the prior (what a persona
+        context needs; the item prior's contributions are the costly part, so they are computed once)."""
+        if not weights:
+            return ExploreRanking(np.zeros(self.n_clusters), [], np.zeros(0, np.int64), np.zeros((0, self.n_clusters)))
         rows, contrib = self._contributions(weights, prior, items)
-        contrib = contrib[:, list(candidates)]  # [n_rows, n_cand]
-        best = contrib.argmax(axis=0)
-        return [int(rows[b]) if contrib[b, j] > 0 else None for j, b in enumerate(best)]
+        scores = contrib.sum(axis=0)
+        return ExploreRanking(scores, self._rank(scores, set(int(r) for r in rows), k), rows, contrib)
 
     def most_frequent(self, seen: Iterable[int], k: int) -> list[int]:
         """Baseline: the ``k`` unseen clusters most often reached from the user's clusters (raw counts)."""
