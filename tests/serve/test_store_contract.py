@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from personarec.personas.schema import PersonaEdits
 from personarec.serve.queue import QueueConfig, RefreshQueue
-from personarec.personas.store.base import EnqueueSpec
+from personarec.personas.store.base import AppendResult, EnqueueSpec
 from tests.serve.personas_fixtures import make_persona
 
 T0 = 1_700_000_000.0
 
 
-def spec(now: float, debounce: float = 2.0, max_wait: float = 10.0) -> EnqueueSpec:
-    return EnqueueSpec(debounce_s=debounce, max_wait_s=max_wait, now=now)
+def spec(now: float, debounce: float = 2.0, max_wait: float = 10.0, max_depth: int | None = None) -> EnqueueSpec:
+    return EnqueueSpec(debounce_s=debounce, max_wait_s=max_wait, now=now, max_depth=max_depth)
 
 
 def ev(*items: str):
@@ -32,8 +32,8 @@ def test_version_guard(serving_store):
 
 def test_events_numbered_after_base_history(serving_store):
     s = serving_store
-    assert s.append_events("u", ev("a", "b"), base_len=10, enqueue=None) == 12
-    assert s.append_events("u", ev("c"), base_len=10, enqueue=None) == 13
+    assert s.append_events("u", ev("a", "b"), base_len=10, enqueue=None) == AppendResult(12, refresh_queued=False)
+    assert s.append_events("u", ev("c"), base_len=10, enqueue=None).last_seq == 13
     got = s.events("u")
     assert [e.seq for e in got] == [11, 12, 13]
     assert [e.item_id for e in got] == ["a", "b", "c"]
@@ -79,7 +79,8 @@ def test_lease_expiry_reclaim_and_idempotent_complete(serving_store):
     s = serving_store
     s.append_events("u", ev("a", "b"), base_len=0, enqueue=spec(T0, debounce=0))
     j1 = s.claim("w1", 5, now=T0 + 1)
-    assert j1.attempts == 1 and s.queue_stats(T0 + 2) == {"depth": 1.0, "leased": 1.0, "due": 0.0}
+    assert j1.attempts == 1
+    assert s.queue_stats(T0 + 2) == {"depth": 1.0, "leased": 1.0, "due": 0.0, "oldest_age_s": 2.0}
     assert s.claim("w2", 5, now=T0 + 3) is None  # leased
     assert s.renew(j1, 5, now=T0 + 4)  # now leased until T0 + 9
     assert s.claim("w2", 5, now=T0 + 8) is None
@@ -134,7 +135,7 @@ def test_delete_user_erases_everything_and_discards_inflight(serving_store):
     assert s.get("u") is None and "u" not in set(s.user_ids())
     assert s.queue_stats(T0 + 3)["depth"] == 1  # v's job untouched
     # new events after erasure start a fresh history, without the offline one
-    assert s.append_events("u", ev("c"), base_len=3, enqueue=None) == 1
+    assert s.append_events("u", ev("c"), base_len=3, enqueue=None).last_seq == 1
 
 
 def test_queue_policy_backoff_and_drop(serving_store):
@@ -159,3 +160,57 @@ def test_stats_counters(serving_store):
     s.incr_stats({"a": 1, "b": 0.5})
     s.incr_stats({"a": 2})
     assert s.stats() == {"a": 3.0, "b": 0.5}
+
+
+def test_bounded_queue_sheds_new_jobs_but_keeps_events_and_coalesces(serving_store):
+    s = serving_store
+    for i, u in enumerate(["a", "b"]):
+        s.put(make_persona(u, 1))
+        assert s.append_events(u, ev("x"), base_len=1, enqueue=spec(T0 + i, max_depth=2)).refresh_queued
+    s.put(make_persona("c", 1))
+    shed = s.append_events("c", ev("x", "y"), base_len=1, enqueue=spec(T0 + 2, max_depth=2))
+    assert shed == AppendResult(3, refresh_queued=False)  # stored, not queued
+    assert [e.item_id for e in s.events("c")] == ["x", "y"] and s.queued_job("c") is None
+    assert not s.enqueue("c", spec(T0 + 3, max_depth=2), touch=False)  # a stale read is shed too
+    # an existing job is always updated: coalescing never grows the queue
+    assert s.append_events("a", ev("z"), base_len=1, enqueue=spec(T0 + 4, max_depth=2)).refresh_queued
+    assert s.queued_job("a")["target_seq"] == 3
+    stats = s.queue_stats(T0 + 5)
+    assert stats["depth"] == 2 and stats["oldest_age_s"] == 5.0
+    assert s.stats()["shed"] == 2 and "shed_evicted" not in s.stats()
+    # room again: the shed user's next event schedules a refresh covering every stored event
+    job = s.claim("w", 30, now=T0 + 100)
+    s.complete(job, make_persona(job.user_id, job.target_seq), now=T0 + 101)
+    assert s.append_events("c", ev("w"), base_len=1, enqueue=spec(T0 + 102, max_depth=2)).refresh_queued
+    assert s.queued_job("c")["target_seq"] == 4
+
+
+def test_bounded_queue_user_without_persona_evicts_latest_due(serving_store):
+    s = serving_store
+    for i, u in enumerate(["early", "late"]):
+        s.put(make_persona(u, 1))
+        s.append_events(u, ev("x"), base_len=1, enqueue=spec(T0 + i, debounce=0, max_depth=2))
+    assert s.append_events("new", ev("x"), base_len=0, enqueue=spec(T0 + 2, debounce=0, max_depth=2)).refresh_queued
+    assert s.queued_job("late") is None and s.queued_job("early") is not None
+    assert s.stats() == {"shed": 1.0, "shed_evicted": 1.0}
+    assert s.queue_stats(T0 + 3)["depth"] == 2
+    # with only leased or persona-less jobs left, a new persona-less user is shed: the bound holds
+    s.claim("w", 30, now=T0 + 3)  # the persona-less job goes first
+    s.claim("w", 30, now=T0 + 3)
+    assert not s.append_events("new2", ev("x"), base_len=0, enqueue=spec(T0 + 4, max_depth=2)).refresh_queued
+    assert s.queue_stats(T0 + 5)["depth"] == 2 and s.stats()["shed"] == 2.0
+
+
+def test_oldest_age_follows_the_oldest_pending_event(serving_store):
+    s = serving_store
+    assert s.queue_stats(T0)["oldest_age_s"] == 0.0
+    s.append_events("u", ev("a"), base_len=0, enqueue=spec(T0, debounce=0))
+    s.append_events("v", ev("a"), base_len=0, enqueue=spec(T0 + 5, debounce=0))
+    assert s.queue_stats(T0 + 10)["oldest_age_s"] == 10.0
+    job = s.claim("w", 30, now=T0 + 10)
+    assert job.user_id == "u"
+    s.append_events("u", ev("b"), base_len=0, enqueue=spec(T0 + 11, debounce=0))
+    s.complete(job, make_persona("u", job.target_seq), now=T0 + 12)
+    assert s.queue_stats(T0 + 12)["oldest_age_s"] == 7.0  # v (T0 + 5); u's newer event is from T0 + 11
+    s.delete_user("v")
+    assert s.queue_stats(T0 + 12)["oldest_age_s"] == 1.0

@@ -69,7 +69,12 @@ class EventsIn(BaseModel):
 class EventsAccepted(BaseModel):
     accepted: int
     last_seq: dict[str, int] = Field(description="per user: sequence number of their last stored event")
-    refresh_queued: bool
+    refresh_queued: bool = Field(description="a persona refresh is queued for every user in the batch")
+    refresh_shed: list[str] = Field(
+        default_factory=list,
+        description="users whose refresh the full queue shed: their events are stored and their current persona "
+        "is served; a later event or read schedules the refresh again",
+    )
 
 
 class RecommendedItem(BaseModel):
@@ -112,6 +117,7 @@ class Health(BaseModel):
     model: str | None
     workers: list[int]
     queue_depth: float
+    queue_oldest_age_s: float = 0.0
 
 
 # -- state -------------------------------------------------------------------------------------
@@ -159,6 +165,9 @@ class StoreCollector:
         depth.add_metric(["leased"], q["leased"])
         depth.add_metric(["due"], q["due"])
         yield depth
+        age = GaugeMetricFamily("personarec_queue_oldest_age_seconds", "age of the oldest refresh job's first pending event")
+        age.add_metric([], q.get("oldest_age_s", 0.0))
+        yield age
         ready = GaugeMetricFamily("personarec_workers_ready", "refresh worker processes running (as they report it)")
         ready.add_metric([], s.get("workers_ready", 0.0))
         yield ready
@@ -168,6 +177,8 @@ class StoreCollector:
             ("personarec_llm_personas", "llm_personas", "LLM-written personas stored by refresh workers"),
             ("personarec_fallbacks", "fallbacks", "fallback personas stored (the LLM failed for a user without a persona, or the fallback writer)"),
             ("personarec_refresh_jobs", "refresh_jobs", "refresh jobs processed"),
+            ("personarec_refresh_shed", "shed", "refreshes shed because the refresh queue was full (events kept, stale persona served)"),
+            ("personarec_refresh_shed_evicted", "shed_evicted", "of those, queued refreshes of users with a persona shed for a user without one"),
         ):
             c = CounterMetricFamily(name, doc)
             c.add_metric([], s.get(key, 0.0))
@@ -244,7 +255,7 @@ class Serving:
         q = self.store.queue_stats(time.time())
         pids = self.state.worker_pids() if self.state.worker_pids else []
         return Health(status="ok", store=type(self.store).__name__, model=self.assets.model_name, workers=pids,
-                      queue_depth=q["depth"])  # fmt: skip
+                      queue_depth=q["depth"], queue_oldest_age_s=q.get("oldest_age_s", 0.0))  # fmt: skip
 
     def live_history(self, user_id: str, *, full: bool = False):
         st = self._known(user_id)
@@ -285,12 +296,16 @@ class Serving:
         for e in body.events:
             by_user.setdefault(e.user_id, []).append((e.item_id, e.timestamp, e.rating))
         spec = self.queue.spec()
-        last = {
+        appended = {
             user: self.store.append_events(user, events, base_len=self.assets.base_len(user), enqueue=spec)
             for user, events in by_user.items()
         }
         self.state.events_in.inc(len(body.events))
-        return EventsAccepted(accepted=len(body.events), last_seq=last, refresh_queued=True)
+        return EventsAccepted(
+            accepted=len(body.events), last_seq={u: a.last_seq for u, a in appended.items()},
+            refresh_queued=all(a.refresh_queued for a in appended.values()),
+            refresh_shed=sorted(u for u, a in appended.items() if not a.refresh_queued),
+        )  # fmt: skip
 
     def view(self, user_id: str) -> PersonaView:
         st = self._known(user_id)

@@ -41,4 +41,33 @@ def serve(
     run_server(cfg, cfg.run_dir, overrides)
 
 
-TOP_LEVEL = {"serve": serve}
+def workers(
+    config: ConfigOption = None,
+    run_dir: RunDirOption = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Store URL shared with the API processes, e.g. redis://host:6379/0 (default: RUN_DIR/personas.db)."),
+    ] = None,
+    n: Annotated[int | None, typer.Option("--workers", "-w", help="Refresh worker processes on this host (default: serve.workers).")] = None,
+    writer: Annotated[
+        str | None, typer.Option("--writer", help="Persona writer: llm (default) or fallback (no LLM).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run only refresh workers (no API): the worker half of a fleet sharing one Redis store.
+
+    Start API processes with `personarec serve --store redis://... --workers 0` and, on as many
+    hosts as you need, `personarec workers --store redis://... -w N`. Every process reads the same
+    durable queue (leases, debounce, priority, bounded with shedding: see the serve.queue config section); a worker
+    that dies loses nothing (its lease expires and another worker takes the job). Ctrl-C / SIGTERM
+    lets each worker finish its current personas, then exits.
+    """
+    from personarec.serve.server import run_workers
+
+    cfg = resolve_config(config, set_, run_dir=run_dir)
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    console.print(f"[bold]personarec workers[/] run dir {cfg.run_dir}")
+    run_workers(cfg, cfg.run_dir, {"store": store, "workers": n, "writer": writer})
+
+
+TOP_LEVEL = {"serve": serve, "workers": workers}

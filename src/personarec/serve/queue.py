@@ -8,6 +8,15 @@ and is shared by the API and every worker process. Semantics:
   events -> one refresh after a quiet period), capped at ``max_wait_s`` after the first pending
   event so a user who never stops clicking is still refreshed;
 - **priority**: users with no persona at all go first;
+- **bounded, with shedding**: at most ``max_depth`` jobs are queued or leased. When events arrive
+  faster than personas can be written, a *new* job that finds the queue full is shed: its events
+  are stored (none is lost) and the user keeps being served their current persona, marked stale
+  (stale-while-revalidate). A user with no persona is never shed for one who has one: the job of a
+  user with a persona that is due last is shed in its place. A shed refresh is scheduled again by
+  the user's next event or stale read once there is room, and then covers every event since, so
+  shedding delays a persona, it never loses what it would have contained. Counted in the store
+  (``shed``, ``shed_evicted``) and exported at ``/metrics`` with the queue depth and the age of the
+  oldest job;
 - **leases**: a worker claims a job for ``lease_s`` and renews it while working; if the worker
   dies, the lease expires and another worker claims the job again (at-least-once);
 - **idempotent writes**: a persona's version is the ``seq`` of the last event it includes and the
@@ -37,6 +46,12 @@ class QueueConfig(BaseModel):
     max_attempts: int = Field(3, ge=1, description="failed attempts (LLM errors, crashes) before a job is dropped")
     retry_backoff_s: float = Field(5.0, ge=0.0, description="delay before retrying a failed job, doubled per attempt")
     poll_interval_s: float = Field(0.1, gt=0.0, description="how often an idle worker looks for work")
+    max_depth: int | None = Field(
+        10_000,
+        ge=1,
+        description="most refresh jobs queued or leased (None = unbounded); when full, new refreshes are shed "
+        "(events are kept, the stale persona is served); size it as refresh throughput x the lag you accept",
+    )
 
 
 class RefreshQueue:
@@ -48,7 +63,9 @@ class RefreshQueue:
 
     def spec(self, now: float | None = None) -> EnqueueSpec:
         c = self.config
-        return EnqueueSpec(debounce_s=c.debounce_s, max_wait_s=c.max_wait_s, now=time.time() if now is None else now)
+        return EnqueueSpec(
+            debounce_s=c.debounce_s, max_wait_s=c.max_wait_s, now=time.time() if now is None else now, max_depth=c.max_depth
+        )
 
     def push(self, user_id: str, *, base_len: int = 0, touch: bool = True) -> bool:
         """Schedule a refresh (``touch=False`` for stale reads: never delays an existing job)."""

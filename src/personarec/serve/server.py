@@ -58,6 +58,48 @@ def section(cfg: RunConfig) -> tuple[ServeConfig, PersonasConfig]:
     return cfg.section("serve", ServeConfig), cfg.section("personas", PersonasConfig)  # type: ignore[return-value]
 
 
+def _with_overrides(serve: ServeConfig, overrides: dict[str, Any] | None) -> ServeConfig:
+    if not overrides:
+        return serve
+    return serve.model_validate({**serve.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def worker_pool(run_dir: Path, serve: ServeConfig, personas: PersonasConfig, url: StoreURL, prefix: str = "") -> WorkerPool:
+    """``serve.workers`` refresh processes over the store at ``url`` (not started); ``prefix``
+    makes worker ids (lease owners, logs) unique across hosts."""
+    spec = lambda wid: WorkerSpec(  # noqa: E731
+        run_dir=str(run_dir), store_url=str(url), serve=serve.model_dump(mode="json"),
+        personas=personas.model_dump(mode="json"), worker_id=f"{prefix}{wid}",
+    )  # fmt: skip
+    return WorkerPool(spec, serve.workers, serve.shutdown_grace_s)
+
+
+def run_workers(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None = None) -> None:
+    """Only the refresh workers (no API) until SIGINT/SIGTERM: the worker half of a fleet in which
+    API processes (``serve --workers 0``) and worker processes on other hosts share one Redis."""
+    serve, personas = section(cfg)
+    serve = _with_overrides(serve, overrides)
+    run_dir = Path(run_dir)
+    url = store_url(run_dir, serve, personas)
+    if serve.workers < 1:
+        raise ConfigError("workers: --workers must be at least 1")
+    import os
+    import socket
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    pool = worker_pool(run_dir, serve, personas, url, prefix=f"{socket.gethostname()}-{os.getpid()}-").start()
+    log.info("%d refresh workers on %s (run dir %s); Ctrl-C drains them", serve.workers, url, run_dir)
+    try:
+        stop.wait()
+    finally:
+        log.info("draining workers ...")
+        pool.shutdown()
+        log.info("stopped")
+
+
 def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None = None) -> None:
     """Serve ``run_dir`` until interrupted (see the module docstring)."""
     import uvicorn
@@ -65,8 +107,7 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
     from personarec.serve.api import ApiState, create_app
 
     serve, personas = section(cfg)
-    if overrides:
-        serve = serve.model_validate({**serve.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    serve = _with_overrides(serve, overrides)
     run_dir = Path(run_dir)
     try:
         import torch
@@ -94,11 +135,7 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
 
         sync_writer = build_writer(serve.writer, assets, personas, serve)
 
-    spec = lambda wid: WorkerSpec(  # noqa: E731
-        run_dir=str(run_dir), store_url=str(url), serve=serve.model_dump(mode="json"),
-        personas=personas.model_dump(mode="json"), worker_id=wid,
-    )  # fmt: skip
-    pool = WorkerPool(spec, serve.workers, serve.shutdown_grace_s).start() if serve.workers else None
+    pool = worker_pool(run_dir, serve, personas, url).start() if serve.workers else None
     state = ApiState(store=store, assets=assets, config=serve, worker_pids=pool.pids if pool else None, sync_writer=sync_writer)
     app = create_app(state)
     server = uvicorn.Server(

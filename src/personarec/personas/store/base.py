@@ -76,11 +76,27 @@ class UserState:
 
 @dataclass(frozen=True)
 class EnqueueSpec:
-    """How an event batch schedules a refresh (see :mod:`personarec.serve.queue`)."""
+    """How an event batch schedules a refresh (see :mod:`personarec.serve.queue`).
+
+    ``max_depth`` bounds the queue (queued + leased jobs; None = unbounded). A new job that finds
+    the queue full is shed (counted as ``shed``), unless its user has no persona yet: then the
+    queued, unleased job of a user who has one and is due last is shed instead (``shed_evicted``).
+    A job that already exists for the user is always updated (coalescing never grows the queue).
+    """
 
     debounce_s: float
     max_wait_s: float
     now: float
+    max_depth: int | None = None
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What ``append_events`` did: the user's last ``seq`` and whether a refresh is now queued
+    (False when none was asked for, or when the bounded queue shed it)."""
+
+    last_seq: int
+    refresh_queued: bool
 
 
 @dataclass(frozen=True)
@@ -114,10 +130,11 @@ class ServingStore(PersonaStore):
         *,
         base_len: int,
         enqueue: EnqueueSpec | None,
-    ) -> int:
+    ) -> AppendResult:
         """Store ``(item_id, timestamp, rating)`` events durably and (optionally) schedule a
         refresh, atomically. ``base_len`` is the user's offline history length, used only the
-        first time a user is seen (and ignored after an erasure). Returns the last ``seq``."""
+        first time a user is seen (and ignored after an erasure). The events are stored even when
+        the bounded queue sheds the refresh: a later event or stale read schedules it again."""
 
     @abstractmethod
     def events(self, user_id: str, after_seq: int = 0) -> list[StoredEvent]:
@@ -132,7 +149,7 @@ class ServingStore(PersonaStore):
     def enqueue(self, user_id: str, spec: EnqueueSpec, *, touch: bool = True, base_len: int = 0) -> bool:
         """Schedule a refresh up to the user's ``last_seq``; de-duplicated per user. ``touch``
         re-arms the debounce of an existing job; without it an existing job is left alone.
-        Returns True if a job is now queued or leased for the user."""
+        Returns True if a job is now queued or leased for the user (False: shed, queue full)."""
 
     @abstractmethod
     def claim(self, owner: str, lease_s: float, now: float) -> RefreshJob | None:
@@ -160,7 +177,8 @@ class ServingStore(PersonaStore):
 
     @abstractmethod
     def queue_stats(self, now: float) -> dict[str, float]:
-        """``depth`` (queued + leased jobs), ``leased`` (live leases) and ``due`` (claimable now)."""
+        """``depth`` (queued + leased jobs), ``leased`` (live leases), ``due`` (claimable now) and
+        ``oldest_age_s`` (seconds since the oldest job's first pending event; 0 when empty)."""
 
     @abstractmethod
     def queued_job(self, user_id: str) -> dict[str, float] | None:

@@ -10,7 +10,8 @@ namespace, so this store targets a standalone server or a primary, not Redis Clu
 ``{ns}:persona:{u}`` hash(version, data) · ``{ns}:personas`` set · ``{ns}:edits:{u}`` ·
 ``{ns}:user:{u}`` hash(last_seq, base_len, epoch, erased) · ``{ns}:events:{u}`` list of
 ``seq\\tjson`` · ``{ns}:job:{u}`` hash · ``{ns}:q:ready`` zset (score = priority * 1e10 + due
-time) · ``{ns}:q:leased`` zset (score = lease expiry) · ``{ns}:stats`` hash.
+time) · ``{ns}:q:leased`` zset (score = lease expiry) · ``{ns}:q:age`` zset (score = the job's
+first pending event, for the age of the oldest job) · ``{ns}:stats`` hash.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 import redis
 
 from personarec.personas.schema import Persona, PersonaEdits
-from personarec.personas.store.base import EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
+from personarec.personas.store.base import AppendResult, EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
 
 PRIORITY_STRIDE = 1e10  # ready-set score = priority * stride + due time (unix seconds < 1e10)
 
@@ -50,16 +51,35 @@ local function ensure_user(u, base_len)
   return tonumber(st[1]), tonumber(st[2])
 end
 
-local function enqueue(u, base_len, now, debounce, max_wait, touch)
+local function incr_stat(name, v) redis.call('HINCRBYFLOAT', ns .. ':stats', name, v) end
+
+-- the bounded queue's admission rule for a new job (see EnqueueSpec): 1 = admitted, 0 = shed
+local function admit(prio, max_depth)
+  if max_depth < 0 then return 1 end
+  local ready = ns .. ':q:ready'
+  if redis.call('ZCARD', ready) + redis.call('ZCARD', ns .. ':q:leased') < max_depth then return 1 end
+  local victim = {}
+  if prio == 0 then victim = redis.call('ZREVRANGEBYSCORE', ready, '+inf', STRIDE, 'LIMIT', 0, 1) end
+  if #victim == 0 then incr_stat('shed', 1); return 0 end
+  redis.call('ZREM', ready, victim[1])
+  redis.call('ZREM', ns .. ':q:age', victim[1])
+  redis.call('DEL', k('job', victim[1]))
+  incr_stat('shed', 1); incr_stat('shed_evicted', 1)
+  return 1
+end
+
+local function enqueue(u, base_len, now, debounce, max_wait, touch, max_depth)
   local last, epoch = ensure_user(u, base_len)
   local prio = redis.call('EXISTS', k('persona', u)) == 1 and 1 or 0
   local due = now + math.min(debounce, max_wait)
   local jkey = k('job', u)
   local j = redis.call('HMGET', jkey, 'target_seq', 'priority', 'due_at', 'first_at', 'owner', 'next_first_at')
   if not j[1] then
+    if admit(prio, max_depth) == 0 then return 0 end
     redis.call('HSET', jkey, 'target_seq', last, 'epoch', epoch, 'priority', prio, 'due_at', tostring(due),
                'first_at', tostring(now), 'attempts', 0)
     redis.call('ZADD', ns .. ':q:ready', prio * STRIDE + due, u)
+    redis.call('ZADD', ns .. ':q:age', now, u)
     return 1
   end
   local old_target = tonumber(j[1])
@@ -84,12 +104,16 @@ local function finish(u, owner, job_target, remove, retry_at)
   redis.call('ZREM', ns .. ':q:leased', u)
   if remove == 1 and target <= job_target then
     redis.call('DEL', jkey)
+    redis.call('ZREM', ns .. ':q:age', u)
     return
   end
   redis.call('HDEL', jkey, 'owner', 'lease_until')
   if target > job_target then
     redis.call('HSET', jkey, 'attempts', 0)
-    if j[3] then redis.call('HSET', jkey, 'first_at', j[3]) end
+    if j[3] then
+      redis.call('HSET', jkey, 'first_at', j[3])
+      redis.call('ZADD', ns .. ':q:age', tonumber(j[3]), u)
+    end
     redis.call('HDEL', jkey, 'next_first_at')
   end
   local due = tonumber(j[5])
@@ -100,23 +124,25 @@ end
 local function incr_stats(json_stats)
   if json_stats == '' then return end
   local s = cjson.decode(json_stats)
-  for name, v in pairs(s) do redis.call('HINCRBYFLOAT', ns .. ':stats', name, v) end
+  for name, v in pairs(s) do incr_stat(name, v) end
 end
 """
 
-# ARGV: ns, user, base_len, do_enqueue, now, debounce, max_wait, event...
+# ARGV: ns, user, base_len, do_enqueue, now, debounce, max_wait, max_depth (-1 = none), event...
+# -> {last_seq, queued}
 _APPEND = _LIB + r"""
 local u = ARGV[2]
 local last = ensure_user(u, tonumber(ARGV[3]))
 local ekey = k('events', u)
-local n = #ARGV - 7
-for i = 1, n do redis.call('RPUSH', ekey, (last + i) .. '\t' .. ARGV[7 + i]) end
+local n = #ARGV - 8
+for i = 1, n do redis.call('RPUSH', ekey, (last + i) .. '\t' .. ARGV[8 + i]) end
 last = last + n
 redis.call('HSET', k('user', u), 'last_seq', last)
+local queued = 0
 if ARGV[4] == '1' and n > 0 then
-  enqueue(u, tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), 1)
+  queued = enqueue(u, tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), 1, tonumber(ARGV[8]))
 end
-return last
+return {last, queued}
 """
 
 # ARGV: ns, user, after_seq -> {base_len, last_seq, elements...}
@@ -129,9 +155,10 @@ local start = math.max(0, tonumber(ARGV[3]) - base)
 return redis.call('LRANGE', k('events', u), start, -1)
 """
 
-# ARGV: ns, user, base_len, now, debounce, max_wait, touch
+# ARGV: ns, user, base_len, now, debounce, max_wait, touch, max_depth (-1 = none)
 _ENQUEUE = _LIB + r"""
-return enqueue(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+return enqueue(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+               tonumber(ARGV[8]))
 """
 
 # ARGV: ns, now, owner, lease_s
@@ -202,6 +229,7 @@ local n = redis.call('DEL', k('persona', u), k('edits', u), k('events', u), k('j
 redis.call('SREM', ns .. ':personas', u)
 redis.call('ZREM', ns .. ':q:ready', u)
 redis.call('ZREM', ns .. ':q:leased', u)
+redis.call('ZREM', ns .. ':q:age', u)
 local ukey = k('user', u)
 redis.call('HINCRBY', ukey, 'epoch', 1)
 redis.call('HSET', ukey, 'last_seq', 0, 'base_len', 0, 'erased', 1)
@@ -216,7 +244,8 @@ local n_ready, n_leased = redis.call('ZCARD', ready), redis.call('ZCARD', leased
 local live = redis.call('ZCOUNT', leased, now, '+inf')
 local due = redis.call('ZCOUNT', ready, '-inf', now) + redis.call('ZCOUNT', ready, STRIDE, STRIDE + now)
   + (n_leased - live)
-return {n_ready + n_leased, live, due}
+local oldest = redis.call('ZRANGE', ns .. ':q:age', 0, 0, 'WITHSCORES')
+return {n_ready + n_leased, live, due, oldest[2] or ''}
 """
 
 
@@ -286,12 +315,11 @@ class RedisStore(ServingStore):
     ) -> int:
         payload = [json.dumps([item, int(ts), rating]) for item, ts, rating in events]
         spec = enqueue or EnqueueSpec(0.0, 0.0, 0.0)
-        return int(
-            self._run(
-                "append", user_id, base_len, 1 if enqueue else 0, repr(spec.now), repr(spec.debounce_s),
-                repr(spec.max_wait_s), *payload,
-            )  # fmt: skip
-        )
+        last, queued = self._run(
+            "append", user_id, base_len, 1 if enqueue else 0, repr(spec.now), repr(spec.debounce_s),
+            repr(spec.max_wait_s), _depth_arg(spec), *payload,
+        )  # fmt: skip
+        return AppendResult(last_seq=int(last), refresh_queued=bool(int(queued)))
 
     def events(self, user_id: str, after_seq: int = 0) -> list[StoredEvent]:
         out = []
@@ -310,7 +338,8 @@ class RedisStore(ServingStore):
 
     # -- refresh queue ----------------------------------------------------------------------------
     def enqueue(self, user_id: str, spec: EnqueueSpec, *, touch: bool = True, base_len: int = 0) -> bool:
-        args = (user_id, base_len, repr(spec.now), repr(spec.debounce_s), repr(spec.max_wait_s), 1 if touch else 0)
+        args = (user_id, base_len, repr(spec.now), repr(spec.debounce_s), repr(spec.max_wait_s), 1 if touch else 0,
+                _depth_arg(spec))  # fmt: skip
         return bool(self._run("enqueue", *args))
 
     def claim(self, owner: str, lease_s: float, now: float) -> RefreshJob | None:
@@ -340,8 +369,9 @@ class RedisStore(ServingStore):
         self._run("finish", job.user_id, job.owner, job.target_seq, 1, "", _stats_json(stats))
 
     def queue_stats(self, now: float) -> dict[str, float]:
-        depth, leased, due = self._run("qstats", repr(now))
-        return {"depth": float(depth), "leased": float(leased), "due": float(due)}
+        depth, leased, due, oldest = self._run("qstats", repr(now))
+        age = max(0.0, now - float(oldest)) if oldest else 0.0
+        return {"depth": float(depth), "leased": float(leased), "due": float(due), "oldest_age_s": age}
 
     def queued_job(self, user_id: str) -> dict[str, float] | None:
         raw = self.client.hgetall(self._k("job", user_id))
@@ -363,6 +393,10 @@ class RedisStore(ServingStore):
 
     def stats(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.client.hgetall(self._k("stats")).items()}
+
+
+def _depth_arg(spec: EnqueueSpec) -> int:
+    return -1 if spec.max_depth is None else int(spec.max_depth)
 
 
 def _stats_json(stats: dict[str, float] | None) -> str:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from personarec.personas.schema import Persona, PersonaEdits
-from personarec.personas.store.base import EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
+from personarec.personas.store.base import AppendResult, EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS personas (
@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS refresh_queue (
     attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS refresh_queue_order ON refresh_queue (priority, due_at);
+CREATE INDEX IF NOT EXISTS refresh_queue_age ON refresh_queue (first_at);
 CREATE TABLE IF NOT EXISTS stats (
     name  TEXT PRIMARY KEY,
     value REAL NOT NULL
@@ -193,7 +194,7 @@ class SQLiteStore(ServingStore):
         *,
         base_len: int,
         enqueue: EnqueueSpec | None,
-    ) -> int:
+    ) -> AppendResult:
         with self._tx() as con:
             state = self._ensure_user(con, user_id, base_len)
             first = state.last_seq + 1
@@ -203,9 +204,10 @@ class SQLiteStore(ServingStore):
             )
             last = state.last_seq + len(events)
             con.execute("UPDATE users SET last_seq = ? WHERE user_id = ?", (last, user_id))
+            queued = False
             if enqueue is not None and events:
-                self._enqueue(con, user_id, enqueue, touch=True, base_len=base_len)
-            return last
+                queued = self._enqueue(con, user_id, enqueue, touch=True, base_len=base_len)
+            return AppendResult(last_seq=last, refresh_queued=queued)
 
     def events(self, user_id: str, after_seq: int = 0) -> list[StoredEvent]:
         rows = self.conn.execute(
@@ -229,6 +231,8 @@ class SQLiteStore(ServingStore):
         state = self._ensure_user(con, user_id, base_len)
         has_persona = con.execute("SELECT 1 FROM personas WHERE user_id = ?", (user_id,)).fetchone() is not None
         priority = 1 if has_persona else 0
+        if not self._admit(con, user_id, priority, spec.max_depth):
+            return False
         due = spec.now + min(spec.debounce_s, spec.max_wait_s)
         # Debounce: each new event pushes the refresh back by debounce_s, but never past
         # max_wait_s after the first pending event (a steady stream cannot starve a user).
@@ -248,6 +252,24 @@ class SQLiteStore(ServingStore):
             "AND refresh_queue.next_first_at IS NULL THEN ? ELSE refresh_queue.next_first_at END",
             params,
         )
+        return True
+
+    def _admit(self, con: sqlite3.Connection, user_id: str, priority: int, max_depth: int | None) -> bool:
+        """The bounded queue's admission rule (see ``EnqueueSpec``); counts what it sheds."""
+        if max_depth is None or con.execute("SELECT 1 FROM refresh_queue WHERE user_id = ?", (user_id,)).fetchone():
+            return True
+        if con.execute("SELECT COUNT(*) FROM refresh_queue").fetchone()[0] < max_depth:
+            return True
+        victim = None
+        if priority == 0:
+            victim = con.execute(
+                "SELECT user_id FROM refresh_queue WHERE priority = 1 AND owner IS NULL ORDER BY due_at DESC LIMIT 1"
+            ).fetchone()
+        if victim is None:
+            self._incr(con, {"shed": 1.0})
+            return False
+        con.execute("DELETE FROM refresh_queue WHERE user_id = ?", (victim[0],))
+        self._incr(con, {"shed": 1.0, "shed_evicted": 1.0})
         return True
 
     def claim(self, owner: str, lease_s: float, now: float) -> RefreshJob | None:
@@ -317,13 +339,14 @@ class SQLiteStore(ServingStore):
         row = self.conn.execute(
             "SELECT COUNT(*), "
             "COALESCE(SUM(owner IS NOT NULL AND lease_until >= ?), 0), "
-            "COALESCE(SUM(due_at <= ? AND (owner IS NULL OR lease_until < ?)), 0) FROM refresh_queue",
+            "COALESCE(SUM(due_at <= ? AND (owner IS NULL OR lease_until < ?)), 0), MIN(first_at) FROM refresh_queue",
             (now, now, now),
         ).fetchone()
         return {
             "depth": float(row[0]),
             "leased": float(row[1]),
             "due": float(row[2]),
+            "oldest_age_s": max(0.0, now - row[3]) if row[3] is not None else 0.0,
         }
 
     def queued_job(self, user_id: str) -> dict[str, float] | None:
