@@ -50,24 +50,22 @@ def activity(dataset: str, debounce_s: float = 2.0, max_wait_s: float = 15.0) ->
     import polars as pl
 
     from personarec.data.registry import load_dataset
+    from personarec.serve.queue import QueueConfig, refresh_count
 
     frame = load_dataset(dataset).interactions.frame.sort(["user_id", "timestamp", "seq"])
     users = frame["user_id"].to_numpy()
     ts = frame["timestamp"].to_numpy().astype(np.int64)
-    new_user = np.r_[True, users[1:] != users[:-1]]
-    # a refresh fires at min(last event + debounce, first pending event + max_wait): a new job
-    # starts after a gap longer than the debounce or once the current job's window has closed
-    refreshes, first = 0, 0
-    for i in range(len(ts)):
-        if new_user[i] or ts[i] - ts[i - 1] > debounce_s or ts[i] - first > max_wait_s:
-            refreshes += 1
-            first = ts[i]
-    days = frame.group_by("user_id").agg((pl.col("timestamp") // int(DAY_S)).n_unique().alias("days"))["days"].sum()
+    refreshes = refresh_count(users, ts, QueueConfig(debounce_s=debounce_s, max_wait_s=max_wait_s))
+    day = pl.col("timestamp") // int(DAY_S)
+    per_user = frame.group_by("user_id").agg(day.n_unique().alias("days"), (day.max() - day.min() + 1).alias("lifetime"))
+    days, lifetime = per_user["days"].sum(), per_user["lifetime"].sum()
     hours = np.bincount(((ts % DAY_S) // 3600).astype(int), minlength=24)
     return {
-        "dataset": dataset, "users": int(new_user.sum()), "events": int(len(ts)), "active_user_days": int(days),
+        "dataset": dataset, "users": int(len(set(users.tolist()))), "events": int(len(ts)), "active_user_days": int(days),
         "events_per_user_active_day": round(len(ts) / days, 2),
         "refreshes_per_user_active_day": round(refreshes / days, 2),
+        "user_lifetime_days": int(lifetime), "active_share_of_lifetime": round(days / lifetime, 4),
+        "refreshes_per_user_day": round(refreshes / lifetime, 3),
         "coalescing_events_per_refresh": round(len(ts) / refreshes, 2),
         "hourly_peak_to_mean": round(float(hours.max() / hours.mean()), 2),
     }  # fmt: skip
@@ -118,43 +116,56 @@ def model(gpu_output_tok_s: float, core_hour_usd: float, gpu_hour_usd: float, ut
     v = eng["variants"]
     teacher = next(r for r in _json("personas.json")["runs"].values() if r.get("writer") == "teacher")
     acts = [activity(d) for d in datasets]
-    refreshes = float(np.mean([a["refreshes_per_user_active_day"] for a in acts]))
+    refreshes = float(np.mean([a["refreshes_per_user_day"] for a in acts]))
     peak = float(np.max([a["hourly_peak_to_mean"] for a in acts]))
     requests = refreshes * requests_per_refresh
-    # GPU: decode-bound, prompt (prefill) ignored: a lower bound on the teacher's cost
+    # GPU: decode-bound at high concurrency, prompt (prefill) ignored: a lower bound on its cost
     teacher_gpu_s = teacher["output_tokens_per_persona"] / gpu_output_tok_s
-    steps = [
-        ("1 sync, teacher-class LLM on GPU (multi-step JSON)", "gpu", teacher_gpu_s, requests, peak),
-        ("2 sync, distilled 135M, JSON from raw titles", "cpu", v["json_raw_titles"]["core_s"], requests, peak),
-        ("3 + clustered input (JSON writer)", "cpu", v["json_clustered"]["core_s"], requests, peak),
-        ("4 + compact engine (choose among grounded codes)", "cpu", v["compact_single"]["core_s"], requests, peak),
-        ("5 async event-driven refresh, coalesced + batched (personarec)", "cpu", v["compact_batched"]["core_s"], refreshes, 1 / utilisation),
+    engines_rows = [
+        ("teacher-class LLM, multi-step JSON (GPU, assumed tok/s)", "gpu", teacher_gpu_s, teacher_gpu_s),
+        ("distilled 135M, JSON from raw titles", "cpu", v["json_raw_titles"]["core_s"], v["json_raw_titles"]["core_s"]),
+        ("135M + clustered input, JSON", "cpu", v["json_clustered"]["core_s"], v["json_clustered"]["core_s"]),
+        ("135M + clustered input + compact engine", "cpu", v["compact_single"]["core_s"], v["compact_batched"]["core_s"]),
     ]
     table = []
-    prev = None
-    for name, unit, sec, per_day, provision in steps:
-        row = {"step": name, "unit": "H100 GPUs" if unit == "gpu" else "CPU cores", "seconds_per_persona": round(sec, 4),
-               "personas_per_user_day": round(per_day, 3), "provisioning_factor": round(provision, 2)}  # fmt: skip
-        price = gpu_hour_usd if unit == "gpu" else core_hour_usd
-        for n in USERS:
-            units = n * per_day * sec * provision / DAY_S
-            row[f"units_{n:.0e}"] = round(units, 1)
-            row[f"usd_per_month_{n:.0e}"] = round(units * price * 24 * 30)
-        if prev is not None:
-            row["gain_vs_previous"] = round(prev / row["usd_per_month_1e+09"], 2)
-        prev = row["usd_per_month_1e+09"]
-        table.append(row)
+    for engine, unit, sync_s, async_s in engines_rows:
+        for policy, sec, per_day, provision in (
+            ("sync: an LLM persona per request, provisioned for the peak hour", sync_s, requests, peak),
+            ("async: a refresh per coalesced burst of events, batched, mean rate", async_s, refreshes, 1 / utilisation),
+        ):
+            row = {"engine": engine, "policy": policy.split(":")[0], "unit": "H100 GPUs" if unit == "gpu" else "CPU cores",
+                   "seconds_per_persona": round(sec, 4), "personas_per_user_day": round(per_day, 3),
+                   "provisioning_factor": round(provision, 2)}  # fmt: skip
+            price = gpu_hour_usd if unit == "gpu" else core_hour_usd
+            for n in USERS:
+                units = n * per_day * sec * provision / DAY_S
+                row[f"units_{n:.0e}"] = round(units, 1)
+                row[f"usd_per_month_{n:.0e}"] = round(units * price * 24 * 30)
+            table.append(row)
+    cost = {(r["engine"], r["policy"]): r["usd_per_month_1e+09"] for r in table}
+    first, last = table[0], table[-1]
+    cpu_sync_raw = next(r for r in table if r["engine"].startswith("distilled") and r["policy"] == "sync")
     return {
         "activity": acts, "refreshes_per_user_day": round(refreshes, 3), "requests_per_user_day": round(requests, 3),
         "sync_peak_to_mean": peak, "engines": eng, "teacher_tokens_per_persona": {
             "input": teacher["input_tokens_per_persona"], "output": teacher["output_tokens_per_persona"]},
         "assumptions": {
-            "gpu_output_tok_s": gpu_output_tok_s, "gpu_note": "not measured here: an 8B-class model on one H100 with vLLM (third-party figure, ~12.5k output tok/s); prefill ignored",
+            "gpu_output_tok_s": gpu_output_tok_s,
+            "gpu_note": "not measured here: an 8B-class model on one H100 with vLLM at high concurrency (third-party figure, "
+                        "~12.5k output tok/s); prefill ignored, so the GPU rows are lower bounds",
             "core_hour_usd": core_hour_usd, "gpu_hour_usd": gpu_hour_usd, "async_utilisation": utilisation,
             "requests_per_refresh": requests_per_refresh,
-            "activity_note": "every user active every day at the datasets' per-active-day rates (an upper bound for daily actives)",
+            "workload_note": "every user keeps the datasets' rate (coalesced refreshes per user per day of their "
+                             "lifetime in the data); sync writes one persona per recommendation request",
         },
-        "table": table, "total_gain": round(table[0]["usd_per_month_1e+09"] / table[-1]["usd_per_month_1e+09"], 1),
+        "table": table,
+        "gains_at_1e9_users": {
+            "async_vs_sync_same_engine": {e: round(cost[(e, "sync")] / cost[(e, "async")], 2) for e, *_ in engines_rows},
+            "cpu_clustered_input": round(cost[(engines_rows[1][0], "sync")] / cost[(engines_rows[2][0], "sync")], 2),
+            "cpu_compact_engine": round(cost[(engines_rows[2][0], "sync")] / cost[(engines_rows[3][0], "sync")], 2),
+            "cpu_all_levers": round(cpu_sync_raw["usd_per_month_1e+09"] / last["usd_per_month_1e+09"], 1),
+            "sync_teacher_gpu_to_personarec": round(first["usd_per_month_1e+09"] / last["usd_per_month_1e+09"], 1),
+        },
     }  # fmt: skip
 
 
@@ -164,17 +175,20 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    labels = [r["step"].split(" ", 1)[1] for r in result["table"]]
-    for n, marker in zip(USERS, "os^", strict=True):
-        ax.plot(range(len(labels)), [r[f"usd_per_month_{n:.0e}"] for r in result["table"]], marker=marker, label=f"{n:,} users")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(labels)), [f"{i + 1}" for i in range(len(labels))])
-    ax.set_ylabel("USD per month (log)")
-    ax.set_xlabel("; ".join(f"{i + 1}: {s[:38]}" for i, s in enumerate(labels)), fontsize=6, wrap=True)
-    ax.set_title(f"Keeping personas fresh: {result['total_gain']:,.0f}x cheaper from step 1 to step 5")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    table = result["table"]
+    engines_ = list(dict.fromkeys(r["engine"] for r in table))
+    fig, axes = plt.subplots(1, len(USERS), figsize=(12, 4.2), sharey=False)
+    for ax, n in zip(axes, USERS, strict=True):
+        for j, policy in enumerate(("sync", "async")):
+            vals = [next(r for r in table if r["engine"] == e and r["policy"] == policy)[f"usd_per_month_{n:.0e}"] for e in engines_]
+            ax.bar(np.arange(len(engines_)) + (j - 0.5) * 0.38, vals, 0.38, label=policy)
+        ax.set_yscale("log")
+        ax.set_title(f"{n:,} users")
+        ax.set_xticks(range(len(engines_)), [f"E{i + 1}" for i in range(len(engines_))])
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    axes[0].set_ylabel("USD per month (log scale)")
+    axes[0].legend()
+    fig.suptitle("Keeping every persona fresh: " + "; ".join(f"E{i + 1} {e}" for i, e in enumerate(engines_)), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,8 +1,10 @@
-"""Scale-out figures -> benchmarks/results/scale.json.
+"""Scale-out figures -> benchmarks/results/scale.json (each part updates its own keys).
 
-    .venv/bin/python benchmarks/scale.py [--users 192] [--reps 2] [--dataset ml-100k]
+    .venv/bin/python benchmarks/scale.py [--parts ray,fleet,cost,data] [--dataset ml-100k]
 
-Ray vs local persona generation on this machine, same users, same engine (compact, batch 16,
+Run one part at a time on a quiet machine (``--parts fleet``): they compete for the 2 cores.
+
+**ray** (key ``personas``): Ray vs local persona generation on this machine, same users, same engine (compact, batch 16,
 personas from the training events of the leave-one-out split, real MiniLM item space):
 - local: the default runner, one process, one llama.cpp context with all cores' threads;
 - ray_2x1: a local Ray cluster, 2 actors x 1 CPU (one model per actor, 1 thread each);
@@ -12,8 +14,15 @@ to local measured in the same script. Ray's wall time includes planning, actor s
 load (a cold job); the cluster start itself is timed separately. Raw llama.cpp prompt/decode speed
 of the same GGUF is the physical reference. The job also checks that Ray wrote the same personas.
 
-Worker-count scaling of the refresh fleet, overload behaviour, per-stage cost vs input size and
-the cost model are later parts of the scale-out issue; they are not in this file yet.
+**fleet** (key ``fleet``): refresh throughput with 1, 2 and 4 worker processes on one real Redis,
+and the overload behaviour (lag, shed counts, lost events) at 0.5x-4x the sustainable event rate;
+see ``scale_fleet.py``.
+
+**cost** (key ``cost_model``): cores and money for 1 M, 100 M and 1 B users, synchronous vs
+asynchronous, from the measured figures; see ``cost_model.py`` (plot: ``results/cost_model.png``).
+
+**data** (key ``data_scale``): per-stage cost vs input size on the ML-25M-sized generated file;
+see ``scale_data.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))  # tests.serve.redis_server: the throw-away redis-server
 
 from persona_engine import load, raw_llama_speed  # noqa: E402
 
@@ -80,15 +90,7 @@ def run_arm(arm, split, space, transitions, users, threads) -> tuple[dict, dict]
     return row, personas
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--users", type=int, default=192, help="users per arm (a seeded sample)")
-    ap.add_argument("--reps", type=int, default=2, help="runs per arm, alternating")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="cores given to each arm")
-    ap.add_argument("--out", default=str(RESULTS / "scale.json"))
-    args = ap.parse_args()
-
+def ray_part(args) -> dict:
     import numpy as np
     import ray
 
@@ -120,16 +122,70 @@ def main() -> None:
         same = sum(outputs[arm].get(u) == k for u, k in outputs["local"].items()) / max(len(outputs["local"]), 1)
         arms[arm] = {"personas_per_s": round(rate, 3), "ratio_to_local": round(rate / local_rate, 3),
                      "same_personas_as_local": round(same, 4), "runs": rows}  # fmt: skip
-    result = {
-        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+    print(json.dumps({a: {k: v for k, v in r.items() if k != "runs"} for a, r in arms.items()}, indent=1))
+    return {
         "dataset": args.dataset, "users": len(users), "reps": args.reps, "threads": args.threads,
         "raw_llama_q8_0": raw_llama_speed(args.threads, "Q8_0"),
         "ray_cluster_start_s": round(cluster_start, 1),
         "personas": arms,
     }  # fmt: skip
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({a: {k: v for k, v in r.items() if k != "runs"} for a, r in arms.items()}, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="ray,fleet,cost,data", help="comma-separated: ray, fleet, cost, data")
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--users", type=int, default=192, help="ray: users per arm (a seeded sample)")
+    ap.add_argument("--reps", type=int, default=2, help="ray: runs per arm, alternating")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="cores given to each arm")
+    ap.add_argument("--fleet-jobs", type=int, default=96, help="fleet: refresh jobs per worker-count arm")
+    ap.add_argument("--fleet-seconds", type=float, default=60.0, help="fleet: seconds of events per overload run")
+    ap.add_argument("--max-depth", type=int, default=32, help="fleet: refresh queue bound of the overload runs")
+    ap.add_argument("--gpu-output-tok-s", type=float, default=12_500.0,
+                    help="cost: assumed output tokens/s of one H100 serving an 8B-class teacher with vLLM")  # fmt: skip
+    ap.add_argument("--core-hour-usd", type=float, default=0.04, help="cost: assumed price of one CPU core-hour")
+    ap.add_argument("--gpu-hour-usd", type=float, default=2.5, help="cost: assumed price of one H100-hour")
+    ap.add_argument("--utilisation", type=float, default=0.7, help="cost: target utilisation of the async fleet")
+    ap.add_argument("--requests-per-refresh", type=float, default=1.0,
+                    help="cost: recommendation requests per coalesced refresh (sync writes one persona per request)")  # fmt: skip
+    ap.add_argument("--data-rows", default="1000000,5000000,25000000", help="data: input sizes (rows) to time")
+    ap.add_argument("--out", default=str(RESULTS / "scale.json"))
+    args = ap.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - {"ray", "fleet", "cost", "data"}
+    if unknown:
+        ap.error(f"unknown part(s) {sorted(unknown)}")
+
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    commands = result.setdefault("commands", {})
+    if "command" in result:  # the format before parts: the ray part's command
+        commands.setdefault("ray", result.pop("command"))
+
+    def save(part: str, update: dict) -> None:
+        result.update(update)
+        commands[part] = "python benchmarks/scale.py " + " ".join(sys.argv[1:])
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    if "ray" in parts:
+        save("ray", ray_part(args))
+    if "fleet" in parts:
+        from scale_fleet import run as fleet_run
+
+        save("fleet", {"fleet": fleet_run(args.dataset, args.fleet_jobs, args.fleet_seconds, args.max_depth, args.threads)})
+    if "data" in parts:
+        from scale_data import run as data_run
+
+        save("data", {"data_scale": data_run([int(x) for x in args.data_rows.split(",")])})
+    if "cost" in parts:
+        from cost_model import model, plot
+
+        cost = model(args.gpu_output_tok_s, args.core_hour_usd, args.gpu_hour_usd, args.utilisation, args.requests_per_refresh)
+        save("cost", {"cost_model": cost})
+        plot(cost, RESULTS / "cost_model.png")
+        for row in cost["table"]:
+            print({k: v for k, v in row.items() if not k.startswith("usd")})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import numpy as np
+
 from personarec.personas.schema import Persona
 from personarec.personas.store.base import EnqueueSpec, RefreshJob, ServingStore
 
@@ -91,3 +93,19 @@ class RefreshQueue:
 
     def stats(self) -> dict[str, float]:
         return self.store.queue_stats(time.time())
+
+
+def refresh_count(users: np.ndarray, timestamps: np.ndarray, config: QueueConfig | None = None) -> int:
+    """How many refreshes this queue's debounce runs for an event log if a worker is always free
+    (capacity planning: the cost model turns a dataset's events into refreshes with it). A job
+    fires at ``min(last event + debounce_s, first event + max_wait_s)``; a later event starts the
+    next job. ``users``/``timestamps``: one entry per event, in any order."""
+    c = config or QueueConfig()
+    order = np.lexsort((timestamps, users))
+    u, t = np.asarray(users)[order], np.asarray(timestamps, dtype=np.float64)[order]
+    count, first, last, prev_user = 0, 0.0, 0.0, None
+    for user, ts in zip(u.tolist(), t.tolist(), strict=True):
+        if user != prev_user or ts >= min(last + c.debounce_s, first + c.max_wait_s):
+            count, first, prev_user = count + 1, ts, user
+        last = ts
+    return count
