@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--requests-per-refresh", type=float, default=1.0,
                     help="cost: recommendation requests per coalesced refresh (sync writes one persona per request)")  # fmt: skip
     ap.add_argument("--data-rows", default="1000000,5000000,25000000", help="data: input sizes (rows) to time")
+    ap.add_argument("--data-stages", default="sizes,items,ray", help="data: stages to (re)run; the others are kept")
     ap.add_argument("--out", default=str(RESULTS / "scale.json"))
     args = ap.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -177,7 +178,8 @@ def main() -> None:
     if "data" in parts:
         from scale_data import run as data_run
 
-        save("data", {"data_scale": data_run([int(x) for x in args.data_rows.split(",")])})
+        stages = [x for x in args.data_stages.split(",") if x]
+        save("data", {"data_scale": data_run([int(x) for x in args.data_rows.split(",")], stages, result.get("data_scale"))})
     if "cost" in parts:
         from cost_model import model, plot
 

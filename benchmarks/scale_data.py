@@ -13,8 +13,8 @@ real file's columns; users scale with rows, the catalogue stays 62,423 movies) w
   size, estimated as the mean step time over the first ``sasrec_steps`` batches (batches come in
   a random order of length buckets, so the prefix is a random sample) x the epoch's batch count;
 - **personas on Ray**: ``personarec personas generate --engine ray``'s runner on a local cluster
-  (2 actors x 1 CPU), 32 users of the largest split, against the same users' personas/s locally
-  measured for ML-100k in the ``ray`` part.
+  (2 actors x 1 CPU) over the largest split: two jobs (16 and 64 users), whose difference is the
+  marginal personas/s without the per-job fixed cost; compare with the ``ray`` part's ML-100k rate.
 
 Growth per stage is the log-log slope of time vs input size between the smallest and largest
 size (1 = linear; > 1.15 is called worse than linear).
@@ -73,7 +73,7 @@ def items_stage(texts: list[str], cache_root: Path) -> list[dict]:
     """Cold embedding (a fresh cache per size, under ``cache_root``), cached re-embedding, k-means."""
     from personarec.items.config import ItemsConfig
     from personarec.items.embed import TextEmbedder
-    from personarec.items.kmeans import hierarchical_kmeans
+    from personarec.items.clusters import hierarchical_kmeans
 
     config = ItemsConfig()
     rows = []
@@ -96,7 +96,10 @@ def items_stage(texts: list[str], cache_root: Path) -> list[dict]:
     return rows
 
 
-def ray_personas(split, users: int, cache_dir: Path) -> dict:
+def ray_personas(split, users: tuple[int, int], cache_dir: Path) -> dict:
+    """Two Ray jobs (a small and a larger sample) on one local cluster: the difference gives the
+    marginal personas/s, free of each job's fixed cost (putting the split into Ray's object
+    store, actor start, model load)."""
     import ray
 
     from personarec.items.build import build_item_space
@@ -108,21 +111,28 @@ def ray_personas(split, users: int, cache_dir: Path) -> dict:
 
     space = build_item_space(split, ItemsConfig(), cache_dir=cache_dir, show_progress=False)  # embeddings cached
     prior = TransitionStats.fit(split.history("train"), space.fine, space.n_fine)
-    sample = [int(u) for u in np.random.default_rng(0).permutation(split.n_users)[:users]]
+    order = np.random.default_rng(0).permutation(split.n_users)
     config = PersonasConfig(history_stage="valid", batch_size=16, ray=RayConfig(actors=2, cpus_per_actor=1.0))
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    jobs = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            store = open_store(str(Path(tmp) / "p.db"))
-            t = time.perf_counter()
-            report = generate_personas_ray(split, space, sample, store, config, transitions=prior, seed=0, show_progress=False)
-            wall = time.perf_counter() - t
-            store.close()
+        for n in users:
+            sample = [int(u) for u in order[:n]]
+            with tempfile.TemporaryDirectory() as tmp:
+                store = open_store(str(Path(tmp) / "p.db"))
+                t = time.perf_counter()
+                report = generate_personas_ray(split, space, sample, store, config, transitions=prior, seed=0, show_progress=False)
+                wall = time.perf_counter() - t
+                store.close()
+            jobs.append({"users": n, "wall_s": round(wall, 1), "generated": report.generated, "fallbacks": report.fallbacks})
     finally:
         ray.shutdown()
-    return {"users": len(sample), "wall_s": round(wall, 1), "personas_per_s": round(len(sample) / wall, 3),
-            "generated": report.generated, "fallbacks": report.fallbacks,
-            "mean_history_length": round(float(split.history("valid").lengths()[sample].mean()), 1)}  # fmt: skip
+    (a, b) = jobs
+    marginal = (b["users"] - a["users"]) / (b["wall_s"] - a["wall_s"])
+    return {"jobs": jobs, "marginal_personas_per_s": round(marginal, 3),
+            "fixed_cost_per_job_s": round(a["wall_s"] - a["users"] / marginal, 1),
+            "n_fine_clusters": space.n_fine,
+            "mean_history_length": round(float(split.history("valid").lengths()[order[: users[1]]].mean()), 1)}  # fmt: skip
 
 
 def slope(xs: list[float], ys: list[float]) -> float | None:
@@ -131,55 +141,78 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     return round(math.log(ys[-1] / ys[0]) / math.log(xs[-1] / xs[0]), 2)
 
 
-def run(sizes: list[int], sasrec_steps: int = 20, ray_users: int = 32) -> dict:
+def largest_split(rows: int):
     from load_scale import generate
 
     from personarec.data.movielens import load_ml_csv_release
     from personarec.data.splits import make_split
+
+    with tempfile.TemporaryDirectory(prefix="personarec-scale-") as tmp:
+        t = time.perf_counter()
+        generate(Path(tmp), rows)
+        gen = time.perf_counter() - t
+        t = time.perf_counter()
+        ds = load_ml_csv_release("ml-25m-synthetic", tmp)
+        load = time.perf_counter() - t
+        t = time.perf_counter()
+        split = make_split(ds)
+        cut = time.perf_counter() - t
+    return split, {"generate_s": round(gen, 1), "load_s": round(load, 1), "split_s": round(cut, 1)}
+
+
+def size_row(rows: int, sasrec_steps: int) -> tuple[dict, object]:
     from personarec.personas.transitions import TransitionStats
 
-    per_size, largest = [], None
-    for rows in sorted(sizes):
-        with tempfile.TemporaryDirectory(prefix="personarec-scale-") as tmp:
-            t = time.perf_counter()
-            generate(Path(tmp), rows)
-            gen = time.perf_counter() - t
-            t = time.perf_counter()
-            ds = load_ml_csv_release("ml-25m-synthetic", tmp)
-            load = time.perf_counter() - t
-            t = time.perf_counter()
-            split = make_split(ds)
-            cut = time.perf_counter() - t
-        del ds
-        gc.collect()
-        fine = np.random.default_rng(0).integers(0, 400, size=split.n_items)  # clusters only shape the cluster stats
-        t = time.perf_counter()
-        TransitionStats.fit(split.history("train"), fine, 400)
-        prior = time.perf_counter() - t
-        row = {"rows": rows, "users": split.n_users, "items": split.n_items, "train_events": split.protocol.n_train,
-               "generate_s": round(gen, 1), "load_s": round(load, 1), "split_s": round(cut, 1),
-               "explore_prior_fit_s": round(prior, 1), "sasrec": sasrec_epoch(split, sasrec_steps)}  # fmt: skip
-        print(f"data {row}", flush=True)
-        per_size.append(row)
-        largest = split
-        gc.collect()
-    texts = list(largest.catalogue.texts())  # what the items stage embeds (title + genres ...)
-    texts += [f"{t} II" for t in texts][: max(0, CATALOGUE_SIZES[-1] - len(texts))]  # the unrated rest of the catalogue
-    with tempfile.TemporaryDirectory(prefix="personarec-emb-") as cache:
-        items = items_stage(texts, Path(cache))
-        ray_row = ray_personas(largest, ray_users, Path(cache) / str(CATALOGUE_SIZES[-1]))
-    print(f"ray {ray_row}", flush=True)
+    split, times = largest_split(rows)
+    gc.collect()
+    fine = np.random.default_rng(0).integers(0, 400, size=split.n_items)  # clusters only shape the cluster stats
+    t = time.perf_counter()
+    TransitionStats.fit(split.history("train"), fine, 400)
+    prior = time.perf_counter() - t
+    row = {"rows": rows, "users": split.n_users, "items": split.n_items, "train_events": split.protocol.n_train,
+           **times, "explore_prior_fit_s": round(prior, 1), "sasrec": sasrec_epoch(split, sasrec_steps)}  # fmt: skip
+    print(f"data {row}", flush=True)
+    return row, split
+
+
+def growth(result: dict) -> dict:
+    per_size, items = result.get("sizes", []), result.get("items", [])
     xs = [r["rows"] for r in per_size]
-    growth = {
+    out = {
         "load (rows)": slope(xs, [r["load_s"] for r in per_size]),
         "split (rows)": slope(xs, [r["split_s"] for r in per_size]),
         "explore prior fit (rows)": slope(xs, [r["explore_prior_fit_s"] for r in per_size]),
         "sasrec epoch (rows)": slope(xs, [r["sasrec"]["epoch_s_estimate"] for r in per_size]),
+        "sasrec step (rows)": slope(xs, [r["sasrec"]["step_s"] for r in per_size]),
         "embedding (items)": slope([r["items"] for r in items], [r["embed_cold_s"] for r in items]),
         "k-means (items)": slope([r["items"] for r in items], [r["kmeans_s"] for r in items]),
     }
-    return {
-        "generator": "benchmarks/load_scale.py generate(): ML-25M shape, users scale with rows, 62,423-movie catalogue",
-        "sizes": per_size, "items": items, "ray_personas": ray_row, "loglog_growth": growth,
-        "worse_than_linear": sorted(k for k, v in growth.items() if v is not None and v > 1.15),
-    }  # fmt: skip
+    return out
+
+
+def run(sizes: list[int], stages: list[str], previous: dict | None = None, sasrec_steps: int = 20,
+        ray_users: tuple[int, int] = (16, 64)) -> dict:
+    """``stages``: any of sizes, items, ray; results of stages not run are kept from ``previous``."""
+    result = dict(previous or {})
+    split = None
+    if "sizes" in stages:
+        result["sizes"] = []
+        for rows in sorted(sizes):
+            row, split = size_row(rows, sasrec_steps)
+            result["sizes"].append(row)
+            gc.collect()
+    if "items" in stages or "ray" in stages:
+        if split is None or split.protocol.n_train < max(sizes) * 0.9:
+            split, _ = largest_split(max(sizes))
+        texts = list(split.catalogue.texts())  # what the items stage embeds (title + genres ...)
+        texts += [f"{t} II" for t in texts][: max(0, CATALOGUE_SIZES[-1] - len(texts))]  # the unrated rest
+        with tempfile.TemporaryDirectory(prefix="personarec-emb-") as cache:
+            if "items" in stages:
+                result["items"] = items_stage(texts, Path(cache))
+            if "ray" in stages:
+                result["ray_personas"] = ray_personas(split, ray_users, Path(cache) / str(CATALOGUE_SIZES[-1]))
+                print(f"ray {result['ray_personas']}", flush=True)
+    result["generator"] = "benchmarks/load_scale.py generate(): ML-25M shape, users scale with rows, 62,423-movie catalogue"
+    result["loglog_growth"] = growth(result)
+    result["worse_than_linear"] = sorted(k for k, v in result["loglog_growth"].items() if v is not None and v > 1.15)
+    return result

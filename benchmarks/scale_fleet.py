@@ -193,8 +193,18 @@ def overload(
         "oldest_age_growth_s_per_s": None if slope is None else round(slope, 3),
         "fresh_share": {"new_users": round(fresh_new / n_new, 3) if n_new else None,
                         "users_with_persona": round(fresh_old / n_old, 3) if n_old else None},
-        "samples": samples,
+        "samples_every_5s": compact(samples),
     }  # fmt: skip
+
+
+def compact(samples: list[dict], every_s: float = 5.0) -> dict[str, list]:
+    """Queue samples as columns, one per ``every_s`` (the JSON stays readable)."""
+    kept, next_t = [], 0.0
+    for x in samples:
+        if x["t"] >= next_t:
+            kept.append(x)
+            next_t = x["t"] + every_s - 0.5
+    return {k: [x[k] for x in kept] for k in ("t", "depth", "oldest_age_s")}
 
 
 def population(run_dir: Path, seed: int = 0, new_share: float = 0.1) -> dict:

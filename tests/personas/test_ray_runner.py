@@ -123,9 +123,14 @@ def test_an_actor_killed_mid_batch_loses_no_user_and_writes_none_twice(
 
 
 def test_a_stopped_ray_job_resumes_where_it_stopped(ml100k_split, space, local_cluster, tmp_path):
-    store = _store(tmp_path / "ray.db")
+    """Into a parquet sink (the SQLite store's resume is the local runner's, tested elsewhere): the
+    second run is a new process's view, the shards on disk."""
+    url = StoreURL.parse(f"parquet:///{tmp_path / 'personas'}")
+    store = url.open()
     first = generate_personas_ray(ml100k_split, space, USERS, store, CONFIG, seed=3, show_progress=False, stop_after=5)
     assert 5 <= len(first.user_ids) < len(USERS)
+    store.close()
+    store = url.open()
     stored = set(store.user_ids())
     assert stored == set(first.user_ids)
     second = generate_personas_ray(ml100k_split, space, USERS, store, CONFIG, seed=3, show_progress=False)
@@ -135,6 +140,12 @@ def test_a_stopped_ray_job_resumes_where_it_stopped(ml100k_split, space, local_c
     assert len(set(store.user_ids())) == len(USERS)
     third = generate_personas_ray(ml100k_split, space, USERS, store, CONFIG, seed=3, show_progress=False)
     assert third.skipped == len(USERS) and third.user_ids == []  # done: the cluster is not even needed
+    store.close()
+    import polars as pl
+
+    rows = pl.read_parquet(tmp_path / "personas" / "*.parquet")
+    assert sorted(rows["user_id"].to_list()) == sorted(str(ml100k_split.user_ids[u]) for u in USERS)  # once each
+    assert not any(rows["fallback"].to_list())
 
 
 def _free_port() -> int:

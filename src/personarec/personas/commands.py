@@ -392,6 +392,14 @@ def generate(
     actors: Annotated[
         int | None, typer.Option("--actors", help="--engine ray: persona engines in the pool (personas.ray.actors).")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Where personas go: a SQLite file in the run dir (default personas.db), redis://host:port/0, "
+            "or parquet:///dir (immutable shards for a data pipeline; resumable too).",
+        ),
+    ] = None,
     show: Annotated[int, typer.Option("--show", help="How many generated personas to print.")] = 3,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
@@ -409,6 +417,7 @@ def generate(
         "personas.engine": engine,
         "personas.ray.address": address,
         "personas.ray.actors": actors,
+        "personas.store": store,
     }
     cfg = resolve_config(
         config, set_, run_dir=run_dir, **{k.replace(".", "__"): v for k, v in overrides.items()}

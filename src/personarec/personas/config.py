@@ -139,5 +139,9 @@ class PersonasConfig(BaseModel):
     retries: int = Field(2, ge=0, le=10, description="extra attempts per user before the fallback persona")
     concurrency: int = Field(1, ge=1, le=256, description="users in flight at once (remote backends benefit)")
     retry_fallbacks: bool = Field(True, description="re-generate users whose stored persona is a fallback")
-    store: str = Field("personas.db", description="SQLite file (relative to the run dir) or a store URL")
+    store: str = Field(
+        "personas.db",
+        description="SQLite file (relative to the run dir) or a store URL: sqlite:///file.db, redis://host:port/0, "
+        "parquet:///dir (a batch sink of parquet shards)",
+    )
     seed: int | None = Field(None, description="sampling seed; None = the run seed")

@@ -416,13 +416,14 @@ def resolve_users(
 
 def is_done(store: PersonaStore, user_id: str, version: int, retry_fallbacks: bool) -> bool:
     """A user whose stored persona already covers this history is skipped (resume)."""
-    existing = store.get(user_id)
+    existing = store.status(user_id)
     if existing is None:
         return False
-    if existing.version > version:
+    stored_version, fallback = existing
+    if stored_version > version:
         return True  # the store keeps the newer one anyway
-    if existing.version == version:
-        return not (retry_fallbacks and existing.provenance.fallback)
+    if stored_version == version:
+        return not (retry_fallbacks and fallback)
     return False
 
 

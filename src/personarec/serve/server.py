@@ -18,7 +18,7 @@ from personarec.errors import ConfigError
 from personarec.personas.config import PersonasConfig
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
-from personarec.personas.store.base import ServingStore, open_store
+from personarec.personas.store.base import ServingStore, open_serving_store
 from personarec.personas.store.url import StoreURL
 from personarec.serve.worker import WorkerPool, WorkerSpec
 
@@ -27,20 +27,23 @@ log = logging.getLogger("personarec.serve")
 
 def store_url(run_dir: Path, serve: ServeConfig, personas: PersonasConfig) -> StoreURL:
     """The serving store: ``serve.store``, else the personas stage's store (the SQLite file in the
-    run dir by default), so personas generated offline are served without a copy."""
+    run dir by default), so personas generated offline are served without a copy; personas written
+    to a parquet sink are served from ``RUN_DIR/serving.db``, into which they are imported."""
     from personarec.personas.commands import store_url as personas_store
 
     offline = personas_store(run_dir, personas.model_copy(update={"hindsight": False}))
-    return StoreURL.parse(serve.store, run_dir) if serve.store else offline
+    if serve.store:
+        return StoreURL.parse(serve.store, run_dir)
+    return StoreURL.parse("serving.db", run_dir) if offline.scheme == "parquet" else offline
 
 
 def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore, target: StoreURL) -> int:
-    """Copy the personas written offline (the run's SQLite store) into a different serving store
-    (e.g. Redis); version-guarded, so re-running it never replaces newer online personas."""
+    """Copy the personas written offline (the run's SQLite file or parquet sink) into a different
+    serving store (e.g. Redis); version-guarded, so re-running it never replaces newer online personas."""
     from personarec.personas.commands import store_url as personas_store
 
     source = personas_store(run_dir, personas.model_copy(update={"hindsight": False}))
-    if source.scheme != "sqlite" or source == target or not source.exists():
+    if source.scheme == "redis" or source == target or not source.exists():
         return 0
     src = source.open()
     n = 0
@@ -124,7 +127,7 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         from personarec.serve.assets import limit_model_threads
 
         limit_model_threads(assets.model, serve.api_threads)
-    store = open_store(url)
+    store = open_serving_store(url)
     store.incr_stats({"workers_ready": -store.stats().get("workers_ready", 0.0)})  # a crash may have left a count
     n = import_offline_personas(run_dir, personas, store, url)  # 0 when serving the offline store itself
     if n:

@@ -27,7 +27,7 @@ from personarec.personas.config import PersonasConfig
 from personarec.serve.assets import ServingAssets
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
-from personarec.personas.store.base import RefreshJob, ServingStore, open_store
+from personarec.personas.store.base import RefreshJob, ServingStore, open_serving_store
 from personarec.serve.writers import PersonaWriter, build_writer
 
 log = logging.getLogger("personarec.serve.worker")
@@ -188,7 +188,7 @@ def worker_main(spec: WorkerSpec) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{spec.worker_id}] %(levelname)s %(message)s")
     assets = ServingAssets.load(Path(spec.run_dir), stage=personas.history_stage, with_model=False)
     writer = build_writer(serve.writer, assets, personas, serve)
-    store = open_store(spec.store_url)
+    store = open_serving_store(spec.store_url)
     worker = RefreshWorker(store, assets, writer, serve, owner=f"{spec.worker_id}:{os.getpid()}")
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     if stopping:  # SIGTERM arrived while loading

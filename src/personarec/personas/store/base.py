@@ -46,6 +46,12 @@ class PersonaStore(ABC):
     def __contains__(self, user_id: str) -> bool:
         return self.get(user_id) is not None
 
+    def status(self, user_id: str) -> tuple[int, bool] | None:
+        """``(version, fallback)`` of the stored persona, or None: all a resume check needs (a
+        store that can answer without reading the persona text overrides it)."""
+        p = self.get(user_id)
+        return None if p is None else (p.version, p.provenance.fallback)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -208,8 +214,20 @@ def is_store_outage(exc: BaseException) -> bool:
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError))
 
 
-def open_store(url: str | StoreURL) -> ServingStore:
-    """``sqlite:///path/to/file.db`` (or a bare path) -> SQLite; ``redis://host:port/db`` -> Redis."""
+def open_store(url: str | StoreURL) -> PersonaStore:
+    """``sqlite:///path/to/file.db`` (or a bare path) -> SQLite; ``redis://host:port/db`` -> Redis;
+    ``parquet:///dir`` -> a parquet sink (batch output only)."""
     from personarec.personas.store.url import StoreURL
 
     return StoreURL.parse(url).open()
+
+
+def open_serving_store(url: str | StoreURL) -> ServingStore:
+    """The store of the API and refresh workers: SQLite or Redis (events, queue, counters)."""
+    from personarec.errors import ConfigError
+
+    store = open_store(url)
+    if not isinstance(store, ServingStore):
+        store.close()
+        raise ConfigError(f"store {url}: serving needs sqlite:///file.db or redis://host:port/0, not a parquet sink")
+    return store
