@@ -6,7 +6,8 @@ real file's columns; users scale with rows, the catalogue stays 62,423 movies) w
 
 - **data**: load (``load_ml_csv_release``) + split (dedup, 5-core, leave-one-out), per size;
 - **explore prior**: ``TransitionStats.fit`` on the training histories (item EASE on the 15,000
-  most popular items + cluster statistics), per size, on the largest size's item space;
+  most popular items + cluster statistics over 400 random clusters: the item EASE dominates and
+  does not depend on the clusters), per size;
 - **items**: embedding (MiniLM, cold: an empty cache; then the same texts again from the cache)
   and two-level k-means, for catalogues of 4 k, 16 k and 62 k items (the largest file's titles);
 - **SASRec** (the default config: 200 events, hidden 64, full-softmax CE): one epoch's time per
@@ -17,7 +18,7 @@ real file's columns; users scale with rows, the catalogue stays 62,423 movies) w
   marginal personas/s without the per-job fixed cost; compare with the ``ray`` part's ML-100k rate.
 
 Growth per stage is the log-log slope of time vs input size between the smallest and largest
-size (1 = linear; > 1.15 is called worse than linear).
+size (1 = linear; a slope above 1.15 is reported as worse than linear).
 """
 
 from __future__ import annotations

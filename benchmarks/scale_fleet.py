@@ -183,7 +183,7 @@ def overload(
     return {
         "rate_events_per_s": round(rate, 3), "seconds": round(elapsed, 1), "workers": workers, "max_depth": max_depth,
         "events": {"sent": int(n), "acknowledged": acked, "stored": stored, "lost": int(n) - stored, "generator_late": late},
-        "users_with_events": len(sent), "coalesced_events": int(n) - len(sent),
+        "users_with_events": len(sent), "events_minus_distinct_users": int(n) - len(sent),
         "refresh_not_queued": queued_false, "shed": int(s.get("shed", 0)), "shed_evicted": int(s.get("shed_evicted", 0)),
         "personas_written": int(s.get("llm_personas", 0) + s.get("fallbacks", 0)),
         "llm_personas": int(s.get("llm_personas", 0)), "fallbacks": int(s.get("fallbacks", 0)),

@@ -79,3 +79,39 @@ def test_serving_a_parquet_sink_imports_it_into_a_sqlite_serving_store(tmp_path)
     assert import_offline_personas(tmp_path, personas, serving, url) == 2
     assert serving.get("a").version == 4 and import_offline_personas(tmp_path, personas, serving, url) == 2  # equal versions
     serving.close()
+
+
+def test_shards_keep_their_write_order_past_any_name_width(tmp_path):
+    """Shard order is numeric, not by name: a shard numbered beyond the padding still comes last."""
+    directory = tmp_path / "p"
+    store = open_store(f"parquet:///{directory}")
+    store.put(make_persona("u", 1, summary="old"))
+    store.close()
+    (directory / "part-00000000.parquet").rename(directory / "part-99999999.parquet")
+    store = open_store(f"parquet:///{directory}")
+    store.put(make_persona("u", 2, summary="new"))
+    store.close()  # must be shard 100,000,000, after 99,999,999
+    assert [p.name for p in store.shards()] == ["part-99999999.parquet", "part-100000000.parquet"]
+    (directory / ".part-00000007.parquet.tmp").write_bytes(b"half a shard")
+    again = open_store(f"parquet:///{directory}")
+    assert again.get("u").summary == "new" and again.status("u") == (2, False)
+    assert not (directory / ".part-00000007.parquet.tmp").exists()
+
+
+def test_a_user_erased_while_serving_is_not_imported_again(tmp_path):
+    from personarec.personas.config import PersonasConfig
+    from personarec.serve.config import ServeConfig
+    from personarec.serve.server import import_offline_personas, store_url
+
+    personas = PersonasConfig(store="parquet:///batch")
+    sink = open_store(StoreURL.parse(personas.store, tmp_path))
+    sink.put(make_persona("a", 4))
+    sink.put(make_persona("b", 4))
+    sink.close()
+    url = store_url(tmp_path, ServeConfig(), personas)
+    serving = open_serving_store(url)
+    assert import_offline_personas(tmp_path, personas, serving, url) == 2
+    serving.delete_user("a")  # DELETE /v1/users/a/persona
+    assert import_offline_personas(tmp_path, personas, serving, url) == 1  # the next `serve` start
+    assert serving.get("a") is None and serving.get("b") is not None
+    serving.close()

@@ -177,7 +177,7 @@ def test_bounded_queue_sheds_new_jobs_but_keeps_events_and_coalesces(serving_sto
     assert s.queued_job("a")["target_seq"] == 3
     stats = s.queue_stats(T0 + 5)
     assert stats["depth"] == 2 and stats["oldest_age_s"] == 5.0
-    assert s.stats()["shed"] == 2 and "shed_evicted" not in s.stats()
+    assert s.stats() == {"shed": 1.0, "shed_on_read": 1.0}
     # room again: the shed user's next event schedules a refresh covering every stored event
     job = s.claim("w", 30, now=T0 + 100)
     s.complete(job, make_persona(job.user_id, job.target_seq), now=T0 + 101)
@@ -214,3 +214,34 @@ def test_oldest_age_follows_the_oldest_pending_event(serving_store):
     assert s.queue_stats(T0 + 12)["oldest_age_s"] == 7.0  # v (T0 + 5); u's newer event is from T0 + 11
     s.delete_user("v")
     assert s.queue_stats(T0 + 12)["oldest_age_s"] == 1.0
+
+
+def test_bounded_queue_evicts_a_job_whose_lease_expired(serving_store):
+    s = serving_store
+    s.put(make_persona("p1", 1))
+    s.append_events("p1", ev("x"), base_len=1, enqueue=spec(T0, debounce=0, max_depth=1))
+    assert s.claim("w", 5, now=T0 + 1).user_id == "p1"  # leased until T0 + 6, then presumed dead
+    assert not s.append_events("n1", ev("x"), base_len=0, enqueue=spec(T0 + 2, max_depth=1)).refresh_queued
+    assert s.append_events("n2", ev("x"), base_len=0, enqueue=spec(T0 + 10, max_depth=1)).refresh_queued
+    assert s.queued_job("p1") is None and s.stats() == {"shed": 2.0, "shed_evicted": 1.0}
+
+
+def test_stale_read_refusals_are_counted_apart(serving_store):
+    s = serving_store
+    s.append_events("a", ev("x"), base_len=0, enqueue=spec(T0, max_depth=1))
+    for i in range(3):
+        assert not s.enqueue("b", spec(T0 + i, max_depth=1), touch=False, base_len=4)
+    assert s.stats() == {"shed_on_read": 3.0}
+
+
+def test_a_reclaim_after_an_expired_lease_covers_the_events_of_that_lease(serving_store):
+    s = serving_store
+    s.append_events("u", ev("a"), base_len=0, enqueue=spec(T0, debounce=0))
+    s.claim("w1", 5, now=T0 + 1)
+    s.append_events("u", ev("b"), base_len=0, enqueue=spec(T0 + 2, debounce=0))  # during w1's lease
+    j2 = s.claim("w2", 30, now=T0 + 10)  # w1 presumed dead; w2 takes both events
+    assert j2.target_seq == 2 and j2.first_at == T0
+    s.append_events("u", ev("c"), base_len=0, enqueue=spec(T0 + 20, debounce=0))  # during w2's lease
+    s.complete(j2, make_persona("u", 2), now=T0 + 21)
+    left = s.queued_job("u")  # event c's round: its lag counts from c, not from b (which w2 covered)
+    assert left["target_seq"] == 3 and left["first_at"] == T0 + 20 and s.queue_stats(T0 + 21)["oldest_age_s"] == 1.0

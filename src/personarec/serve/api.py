@@ -89,7 +89,9 @@ class RecommendedItem(BaseModel):
 class Recommendations(BaseModel):
     user_id: str
     persona_version: int | None = Field(description="history cut-off of the persona used (None: no persona yet)")
-    persona_stale: bool = Field(description="the persona predates the user's latest events (a refresh is queued)")
+    persona_stale: bool = Field(
+        description="the persona predates the user's latest events (a refresh is queued, or shed while the refresh queue is full)"
+    )
     history_length: int
     model: str | None
     explore: float
@@ -137,7 +139,7 @@ class ApiState:
             buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )  # fmt: skip
-        self.stale_reads = Counter("personarec_stale_reads", "stale personas served (refresh queued)", registry=self.registry)
+        self.stale_reads = Counter("personarec_stale_reads", "stale personas served (refresh queued, or shed while the queue is full)", registry=self.registry)
         self.events_in = Counter("personarec_events", "events accepted", registry=self.registry)
         self.registry.register(StoreCollector(self.store))
         self._sync_lock = threading.Lock()
@@ -179,6 +181,7 @@ class StoreCollector:
             ("personarec_refresh_jobs", "refresh_jobs", "refresh jobs processed"),
             ("personarec_refresh_shed", "shed", "refreshes shed because the refresh queue was full (events kept, stale persona served)"),
             ("personarec_refresh_shed_evicted", "shed_evicted", "of those, queued refreshes of users with a persona shed for a user without one"),
+            ("personarec_refresh_shed_on_read", "shed_on_read", "refreshes a stale read asked for and the full queue refused (counted per read)"),
         ):
             c = CounterMetricFamily(name, doc)
             c.add_metric([], s.get(key, 0.0))

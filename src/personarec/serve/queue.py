@@ -15,8 +15,8 @@ and is shared by the API and every worker process. Semantics:
   user with a persona that is due last is shed in its place. A shed refresh is scheduled again by
   the user's next event or stale read once there is room, and then covers every event since, so
   shedding delays a persona, it never loses what it would have contained. Counted in the store
-  (``shed``, ``shed_evicted``) and exported at ``/metrics`` with the queue depth and the age of the
-  oldest job;
+  (``shed`` for events, ``shed_evicted``, ``shed_on_read`` for stale reads) and exported at
+  ``/metrics`` with the queue depth and the age of the oldest job;
 - **leases**: a worker claims a job for ``lease_s`` and renews it while working; if the worker
   dies, the lease expires and another worker claims the job again (at-least-once);
 - **idempotent writes**: a persona's version is the ``seq`` of the last event it includes and the

@@ -39,7 +39,8 @@ def store_url(run_dir: Path, serve: ServeConfig, personas: PersonasConfig) -> St
 
 def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore, target: StoreURL) -> int:
     """Copy the personas written offline (the run's SQLite file or parquet sink) into a different
-    serving store (e.g. Redis); version-guarded, so re-running it never replaces newer online personas."""
+    serving store (e.g. Redis); version-guarded, so re-running it never replaces newer online personas,
+    and users erased in the serving store are skipped (this runs at every start)."""
     from personarec.personas.commands import store_url as personas_store
 
     source = personas_store(run_dir, personas.model_copy(update={"hindsight": False}))
@@ -49,6 +50,9 @@ def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: Serv
     n = 0
     try:
         for user in src.user_ids():
+            state = store.user_state(user)
+            if state is not None and state.erased:
+                continue  # erased through the API: the offline copy must not bring them back
             p = src.get(user)
             if p is not None and store.put(p):
                 n += 1
@@ -86,6 +90,10 @@ def run_workers(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None 
     url = store_url(run_dir, serve, personas)
     if serve.workers < 1:
         raise ConfigError("workers: --workers must be at least 1")
+    for part in ("split", "items"):  # fail here, once, rather than in every worker process
+        if not (run_dir / part).is_dir():
+            raise ConfigError(f"{run_dir / part} not found: the workers need the run's split and item space")
+    open_serving_store(url).close()  # an unknown scheme or an unreachable store: a clear error now
     import os
     import socket
     import threading
@@ -128,7 +136,8 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
 
         limit_model_threads(assets.model, serve.api_threads)
     store = open_serving_store(url)
-    store.incr_stats({"workers_ready": -store.stats().get("workers_ready", 0.0)})  # a crash may have left a count
+    if url.scheme == "sqlite":  # this server owns every worker of its file: a crash may have left a count
+        store.incr_stats({"workers_ready": -store.stats().get("workers_ready", 0.0)})
     n = import_offline_personas(run_dir, personas, store, url)  # 0 when serving the offline store itself
     if n:
         log.info("imported %d offline personas into %s", n, url)

@@ -213,10 +213,17 @@ class WorkerPool:
     Shutdown is signalled with SIGTERM, not a shared ``multiprocessing.Event``: an Event's
     ``set()`` can block forever once a process that waited on it has been SIGKILLed."""
 
+    #: a worker that dies sooner than this after its start counts as a crash loop: the next
+    #: respawn waits 1, 2, 4 ... up to 60 s instead of spinning (a bad store URL, a broken run dir)
+    QUICK_EXIT_S = 30.0
+
     def __init__(self, make_spec, n: int, grace_s: float = 60.0) -> None:
         self.make_spec, self.n, self.grace_s = make_spec, n, grace_s
         self.ctx = mp.get_context("spawn")
         self.procs: list[mp.process.BaseProcess] = []
+        self._started: list[float] = []
+        self._quick_exits: list[int] = []
+        self._not_before: list[float] = []
         self._closing = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.respawns = 0
@@ -224,9 +231,11 @@ class WorkerPool:
     def _spawn(self, i: int) -> mp.process.BaseProcess:
         p = self.ctx.Process(target=worker_main, args=(self.make_spec(f"w{i}"),), name=f"personarec-worker-{i}")
         p.start()
+        self._started[i] = time.monotonic()
         return p
 
     def start(self) -> WorkerPool:
+        self._started, self._quick_exits, self._not_before = [0.0] * self.n, [0] * self.n, [0.0] * self.n
         self.procs = [self._spawn(i) for i in range(self.n)]
         self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="worker-supervisor")
         self._supervisor.start()
@@ -234,9 +243,18 @@ class WorkerPool:
 
     def _supervise(self) -> None:
         while not self._closing.wait(0.5):
+            now = time.monotonic()
             for i, p in enumerate(self.procs):
-                if not p.is_alive() and not self._closing.is_set():
-                    log.warning("worker %d (pid %s) exited with %s; respawning", i, p.pid, p.exitcode)
+                if p.is_alive() or self._closing.is_set():
+                    continue
+                if self._not_before[i] == 0.0:  # just found dead: decide when to respawn
+                    quick = now - self._started[i] < self.QUICK_EXIT_S
+                    self._quick_exits[i] = self._quick_exits[i] + 1 if quick else 0
+                    delay = min(60.0, 2.0 ** (self._quick_exits[i] - 1)) if quick else 0.0
+                    self._not_before[i] = now + delay
+                    log.warning("worker %d (pid %s) exited with %s; respawning in %.0f s", i, p.pid, p.exitcode, delay)
+                if now >= self._not_before[i]:
+                    self._not_before[i] = 0.0
                     self.procs[i] = self._spawn(i)
                     self.respawns += 1
 

@@ -85,9 +85,11 @@ class EnqueueSpec:
     """How an event batch schedules a refresh (see :mod:`personarec.serve.queue`).
 
     ``max_depth`` bounds the queue (queued + leased jobs; None = unbounded). A new job that finds
-    the queue full is shed (counted as ``shed``), unless its user has no persona yet: then the
-    queued, unleased job of a user who has one and is due last is shed instead (``shed_evicted``).
-    A job that already exists for the user is always updated (coalescing never grows the queue).
+    the queue full is shed (counted as ``shed``; ``shed_on_read`` for a stale read's request),
+    unless its user has no persona yet: then the job of a user who has one, not leased (or whose
+    lease expired) and due last, is shed instead (``shed``, ``shed_evicted``; ties: the greatest
+    user id). A job that already exists for the user is always updated (coalescing never grows
+    the queue).
     """
 
     debounce_s: float

@@ -1,7 +1,8 @@
 """Parquet persona sink: a batch job's personas as parquet shards in a folder (``parquet:///dir``).
 
 For batch generation whose consumer is a data pipeline (Spark, DuckDB, a feature store loader),
-not the serving API: ``personarec personas generate --engine ray --store parquet:///data/personas``.
+not the serving API: ``personarec personas generate --engine ray --store parquet:///personas``
+(a folder in the run directory; ``parquet:////data/personas`` is absolute, as with SQLite URLs).
 The driver is the only writer. Personas are buffered and written as immutable shards of
 ``shard_rows`` rows (``part-00000.parquet``, ...), each written to a temporary name and renamed,
 so a reader or a crash never sees half a shard; a crash loses at most the unflushed buffer, which
@@ -9,9 +10,11 @@ the resumed job writes again. Resume reads one small index at open (user, versio
 only those columns), so planning a job does not read persona texts.
 
 Version guard as in the other stores: a persona older than the stored one is refused; an equal or
-newer one is appended and the last row of a user wins on read. Edits are not kept here (serving
-state belongs in SQLite or Redis); ``delete_user`` rewrites the shards that hold the user, so an
-erased persona leaves no row behind. Not a ``ServingStore``: the API refuses it.
+newer one is appended, so a user may have rows in several shards: the row in the highest-numbered
+shard is the current one (readers outside this class: take each user's row from the last shard,
+or the highest ``version``). Edits are not kept here (serving state belongs in SQLite or Redis);
+``delete_user`` rewrites every shard that holds the user (it reads them all: erasure is rare), so
+an erased persona leaves no row behind. Not a ``ServingStore``: the API refuses it.
 """
 
 from __future__ import annotations
@@ -39,13 +42,18 @@ class ParquetPersonaStore(PersonaStore):
         self._buffer: dict[str, Persona] = {}
         # user -> (version, fallback, shard or None while buffered); later shards win
         self._index: dict[str, tuple[int, bool, Path | None]] = {}
-        for shard in self.shards():
+        for tmp in self.directory.glob(".part-*.tmp"):  # a shard a crash left half-written
+            tmp.unlink()
+        shards = self.shards()
+        for shard in shards:
             cols = pl.read_parquet(shard, columns=["user_id", "version", "fallback"])
             for u, v, f in cols.iter_rows():
                 self._index[u] = (v, f, shard)
+        self._next = _number(shards[-1]) + 1 if shards else 0
 
     def shards(self) -> list[Path]:
-        return sorted(self.directory.glob("part-*.parquet"))
+        """Shard files in write order (by number: ``part-100000`` comes after ``part-99999``)."""
+        return sorted(self.directory.glob("part-*.parquet"), key=_number)
 
     # -- PersonaStore -----------------------------------------------------------------------------
     def get(self, user_id: str) -> Persona | None:
@@ -118,9 +126,8 @@ class ParquetPersonaStore(PersonaStore):
             },
             schema=SCHEMA,
         )
-        existing = self.shards()
-        number = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-        shard = self.directory / f"part-{number:05d}.parquet"
+        shard = self.directory / f"part-{self._next:08d}.parquet"
+        self._next += 1
         self._write(frame, shard)
         for p in personas:
             self._index[p.user_id] = (p.version, p.provenance.fallback, shard)
@@ -128,8 +135,18 @@ class ParquetPersonaStore(PersonaStore):
 
     @staticmethod
     def _write(frame: pl.DataFrame, shard: Path) -> None:
+        """Write to a temporary name, fsync, rename, fsync the folder: all or nothing on disk."""
         tmp = shard.with_name(f".{shard.name}.tmp")
         frame.write_parquet(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, shard)
+        fd = os.open(shard.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _number(shard: Path) -> int:
+    return int(shard.stem.split("-", 1)[1])

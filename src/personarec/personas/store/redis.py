@@ -53,14 +53,32 @@ end
 
 local function incr_stat(name, v) redis.call('HINCRBYFLOAT', ns .. ':stats', name, v) end
 
--- the bounded queue's admission rule for a new job (see EnqueueSpec): 1 = admitted, 0 = shed
-local function admit(prio, max_depth)
+-- leases that expired (the worker died or hung) go back to the ready set
+local function requeue_expired(now)
+  local ready, leased = ns .. ':q:ready', ns .. ':q:leased'
+  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. tostring(now))
+  for _, u in ipairs(expired) do
+    redis.call('ZREM', leased, u)
+    local j = redis.call('HMGET', k('job', u), 'priority', 'due_at')
+    if j[1] then
+      redis.call('HDEL', k('job', u), 'owner', 'lease_until')
+      redis.call('ZADD', ready, tonumber(j[1]) * STRIDE + tonumber(j[2]), u)
+    end
+  end
+end
+
+-- the bounded queue's admission rule for a new job (see EnqueueSpec): 1 = admitted, 0 = shed;
+-- a refusal is counted as 'shed' for an event, 'shed_on_read' for a stale read (touch = 0)
+local function admit(prio, max_depth, now, touch)
   if max_depth < 0 then return 1 end
   local ready = ns .. ':q:ready'
   if redis.call('ZCARD', ready) + redis.call('ZCARD', ns .. ':q:leased') < max_depth then return 1 end
   local victim = {}
-  if prio == 0 then victim = redis.call('ZREVRANGEBYSCORE', ready, '+inf', STRIDE, 'LIMIT', 0, 1) end
-  if #victim == 0 then incr_stat('shed', 1); return 0 end
+  if prio == 0 then
+    requeue_expired(now)  -- a job whose lease expired is queued again, hence evictable (as in SQLite)
+    victim = redis.call('ZREVRANGEBYSCORE', ready, '+inf', STRIDE, 'LIMIT', 0, 1)
+  end
+  if #victim == 0 then incr_stat(touch == 1 and 'shed' or 'shed_on_read', 1); return 0 end
   redis.call('ZREM', ready, victim[1])
   redis.call('ZREM', ns .. ':q:age', victim[1])
   redis.call('DEL', k('job', victim[1]))
@@ -75,7 +93,7 @@ local function enqueue(u, base_len, now, debounce, max_wait, touch, max_depth)
   local jkey = k('job', u)
   local j = redis.call('HMGET', jkey, 'target_seq', 'priority', 'due_at', 'first_at', 'owner', 'next_first_at')
   if not j[1] then
-    if admit(prio, max_depth) == 0 then return 0 end
+    if admit(prio, max_depth, now, touch) == 0 then return 0 end
     redis.call('HSET', jkey, 'target_seq', last, 'epoch', epoch, 'priority', prio, 'due_at', tostring(due),
                'first_at', tostring(now), 'attempts', 0)
     redis.call('ZADD', ns .. ':q:ready', prio * STRIDE + due, u)
@@ -165,16 +183,7 @@ return enqueue(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
 _CLAIM = _LIB + r"""
 local now = tonumber(ARGV[2])
 local ready, leased = ns .. ':q:ready', ns .. ':q:leased'
--- leases that expired (the worker died or hung) go back to the ready set
-local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. ARGV[2])
-for _, u in ipairs(expired) do
-  redis.call('ZREM', leased, u)
-  local j = redis.call('HMGET', k('job', u), 'priority', 'due_at')
-  if j[1] then
-    redis.call('HDEL', k('job', u), 'owner', 'lease_until')
-    redis.call('ZADD', ready, tonumber(j[1]) * STRIDE + tonumber(j[2]), u)
-  end
-end
+requeue_expired(now)
 local pick = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1)
 if #pick == 0 then pick = redis.call('ZRANGEBYSCORE', ready, STRIDE, STRIDE + now, 'LIMIT', 0, 1) end
 if #pick == 0 then return false end
@@ -183,6 +192,8 @@ local until_ = now + tonumber(ARGV[4])
 redis.call('ZREM', ready, u)
 redis.call('ZADD', leased, until_, u)
 redis.call('HSET', k('job', u), 'owner', ARGV[3], 'lease_until', tostring(until_))
+-- this claim covers every event so far: events that came during an earlier, expired lease are in it
+redis.call('HDEL', k('job', u), 'next_first_at')
 redis.call('HINCRBY', k('job', u), 'attempts', 1)
 local j = redis.call('HMGET', k('job', u), 'target_seq', 'epoch', 'owner', 'lease_until', 'attempts', 'first_at', 'priority')
 return {u, j[1], j[2], j[3], j[4], j[5], j[6], j[7]}
@@ -312,7 +323,7 @@ class RedisStore(ServingStore):
         *,
         base_len: int,
         enqueue: EnqueueSpec | None,
-    ) -> int:
+    ) -> AppendResult:
         payload = [json.dumps([item, int(ts), rating]) for item, ts, rating in events]
         spec = enqueue or EnqueueSpec(0.0, 0.0, 0.0)
         last, queued = self._run(

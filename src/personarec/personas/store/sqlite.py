@@ -61,7 +61,6 @@ CREATE TABLE IF NOT EXISTS refresh_queue (
     attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS refresh_queue_order ON refresh_queue (priority, due_at);
-CREATE INDEX IF NOT EXISTS refresh_queue_age ON refresh_queue (first_at);
 CREATE TABLE IF NOT EXISTS stats (
     name  TEXT PRIMARY KEY,
     value REAL NOT NULL
@@ -231,7 +230,7 @@ class SQLiteStore(ServingStore):
         state = self._ensure_user(con, user_id, base_len)
         has_persona = con.execute("SELECT 1 FROM personas WHERE user_id = ?", (user_id,)).fetchone() is not None
         priority = 1 if has_persona else 0
-        if not self._admit(con, user_id, priority, spec.max_depth):
+        if not self._admit(con, user_id, priority, spec, touch):
             return False
         due = spec.now + min(spec.debounce_s, spec.max_wait_s)
         # Debounce: each new event pushes the refresh back by debounce_s, but never past
@@ -254,19 +253,23 @@ class SQLiteStore(ServingStore):
         )
         return True
 
-    def _admit(self, con: sqlite3.Connection, user_id: str, priority: int, max_depth: int | None) -> bool:
-        """The bounded queue's admission rule (see ``EnqueueSpec``); counts what it sheds."""
-        if max_depth is None or con.execute("SELECT 1 FROM refresh_queue WHERE user_id = ?", (user_id,)).fetchone():
+    def _admit(self, con: sqlite3.Connection, user_id: str, priority: int, spec: EnqueueSpec, touch: bool) -> bool:
+        """The bounded queue's admission rule (see ``EnqueueSpec``); counts what it sheds
+        (``shed`` for an event, ``shed_on_read`` for a stale read). A job whose lease expired
+        counts as queued, hence evictable; ties go to the greatest user id (as Redis does)."""
+        if spec.max_depth is None or con.execute("SELECT 1 FROM refresh_queue WHERE user_id = ?", (user_id,)).fetchone():
             return True
-        if con.execute("SELECT COUNT(*) FROM refresh_queue").fetchone()[0] < max_depth:
+        if con.execute("SELECT COUNT(*) FROM refresh_queue").fetchone()[0] < spec.max_depth:
             return True
         victim = None
         if priority == 0:
             victim = con.execute(
-                "SELECT user_id FROM refresh_queue WHERE priority = 1 AND owner IS NULL ORDER BY due_at DESC LIMIT 1"
+                "SELECT user_id FROM refresh_queue WHERE priority = 1 AND (owner IS NULL OR lease_until < ?) "
+                "ORDER BY due_at DESC, user_id DESC LIMIT 1",
+                (spec.now,),
             ).fetchone()
         if victim is None:
-            self._incr(con, {"shed": 1.0})
+            self._incr(con, {"shed" if touch else "shed_on_read": 1.0})
             return False
         con.execute("DELETE FROM refresh_queue WHERE user_id = ?", (victim[0],))
         self._incr(con, {"shed": 1.0, "shed_evicted": 1.0})
@@ -282,7 +285,9 @@ class SQLiteStore(ServingStore):
             if row is None:
                 return None
             job = con.execute(
-                "UPDATE refresh_queue SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE user_id = ? "
+                # this claim covers every event so far, including any from an earlier, expired lease
+                "UPDATE refresh_queue SET owner = ?, lease_until = ?, attempts = attempts + 1, next_first_at = NULL "
+                "WHERE user_id = ? "
                 f"RETURNING {_JOB_COLUMNS}",
                 (owner, now + lease_s, row[0]),
             ).fetchone()
