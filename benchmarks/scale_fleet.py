@@ -71,7 +71,7 @@ class Fleet:
     def start(self, timeout_s: float = 300.0) -> Fleet:
         self.pool.start()
         deadline = time.monotonic() + timeout_s
-        while self.store.stats().get("workers_ready", 0.0) < self.workers:
+        while self.store.live_workers(time.time()) < self.workers:
             if time.monotonic() > deadline:
                 raise RuntimeError("workers did not become ready")
             time.sleep(0.2)

@@ -61,6 +61,7 @@ def test_two_apis_and_a_worker_process_share_one_bounded_queue(serve_run_dir, re
         log = open(tmp_path / "workers.log", "wb")  # noqa: SIM115 - closed below
         workers = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                    env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        wait_for(lambda: metric(api_b.url, "personarec_workers_ready") == 2, 120, what="2 workers alive")
         for u in users[:3]:
             assert fresh_persona(api_b.url, u, timeout_s=120)["persona"]["version"] == store.user_state(u).last_seq
         wait_for(lambda: store.queue_stats(0)["depth"] == 0, 60, what="the queue drained")
@@ -72,6 +73,7 @@ def test_two_apis_and_a_worker_process_share_one_bounded_queue(serve_run_dir, re
         assert metric(api_a.url, "personarec_fallbacks") == len(users)  # the fallback writer, counted as such
         workers.send_signal(signal.SIGTERM)
         assert workers.wait(60) == 0, (tmp_path / "workers.log").read_text()[-3000:]
+        assert metric(api_a.url, "personarec_workers_ready") == 0  # a clean stop leaves the count at once
     finally:
         if workers is not None and workers.poll() is None:
             os.killpg(workers.pid, signal.SIGKILL)

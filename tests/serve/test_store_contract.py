@@ -245,3 +245,15 @@ def test_a_reclaim_after_an_expired_lease_covers_the_events_of_that_lease(servin
     s.complete(j2, make_persona("u", 2), now=T0 + 21)
     left = s.queued_job("u")  # event c's round: its lag counts from c, not from b (which w2 covered)
     assert left["target_seq"] == 3 and left["first_at"] == T0 + 20 and s.queue_stats(T0 + 21)["oldest_age_s"] == 1.0
+
+
+def test_worker_heartbeats_expire_and_a_clean_stop_leaves_at_once(serving_store):
+    s = serving_store
+    assert s.live_workers(T0) == 0
+    s.heartbeat("host1-w0", T0 + 20)
+    s.heartbeat("host2-w0", T0 + 20)
+    s.heartbeat("host2-w0", T0 + 40)  # beats again
+    assert s.live_workers(T0 + 10) == 2
+    assert s.live_workers(T0 + 30) == 1  # host1-w0 stopped beating (killed): it drops out
+    s.heartbeat("host2-w0", 0.0)  # clean stop
+    assert s.live_workers(T0 + 10) == 1 and s.live_workers(T0 + 30) == 0

@@ -158,8 +158,8 @@ class StoreCollector:
 
     def collect(self):
         try:
-            q = self.store.queue_stats(time.time())
-            s = self.store.stats()
+            now = time.time()
+            q, s, live = self.store.queue_stats(now), self.store.stats(), self.store.live_workers(now)
         except Exception:  # noqa: BLE001 - /metrics must not fail because the store blinked
             return
         depth = GaugeMetricFamily("personarec_queue_depth", "refresh jobs queued or leased", labels=["state"])
@@ -170,8 +170,8 @@ class StoreCollector:
         age = GaugeMetricFamily("personarec_queue_oldest_age_seconds", "age of the oldest refresh job's first pending event")
         age.add_metric([], q.get("oldest_age_s", 0.0))
         yield age
-        ready = GaugeMetricFamily("personarec_workers_ready", "refresh worker processes running (as they report it)")
-        ready.add_metric([], s.get("workers_ready", 0.0))
+        ready = GaugeMetricFamily("personarec_workers_ready", "refresh worker processes alive (heartbeat within 20 s), on any host")
+        ready.add_metric([], float(live))
         yield ready
         for name, key, doc in (
             ("personarec_refreshes", "refreshes", "personas written by refresh workers"),

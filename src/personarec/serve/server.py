@@ -136,8 +136,6 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
 
         limit_model_threads(assets.model, serve.api_threads)
     store = open_serving_store(url)
-    if url.scheme == "sqlite":  # this server owns every worker of its file: a crash may have left a count
-        store.incr_stats({"workers_ready": -store.stats().get("workers_ready", 0.0)})
     n = import_offline_personas(run_dir, personas, store, url)  # 0 when serving the offline store itself
     if n:
         log.info("imported %d offline personas into %s", n, url)

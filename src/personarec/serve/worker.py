@@ -79,6 +79,43 @@ class Heartbeat:
         self._thread.join(5)
 
 
+class Liveness:
+    """A worker's heartbeat in the store (``personarec_workers_ready`` counts the live ones): every
+    ``LIVENESS_S`` seconds, valid for ``LIVENESS_TTL_S``, so a worker killed with SIGKILL drops out
+    of the count within that time, on whatever host it ran; a clean stop removes it at once."""
+
+    LIVENESS_S = 5.0
+    LIVENESS_TTL_S = 20.0
+
+    def __init__(self, store: ServingStore, worker_id: str) -> None:
+        self.store, self.worker_id = store, worker_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="liveness")
+
+    def _beat(self) -> None:
+        try:
+            self.store.heartbeat(self.worker_id, time.time() + self.LIVENESS_TTL_S)
+        except Exception:  # noqa: BLE001 - the store may blip; the next beat retries
+            log.warning("heartbeat failed for %s", self.worker_id, exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.LIVENESS_S):
+            self._beat()
+
+    def __enter__(self) -> Liveness:
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        try:
+            self.store.heartbeat(self.worker_id, 0.0)
+        except Exception:  # noqa: BLE001 - the store may be gone at shutdown; the entry expires
+            pass
+
+
 class RefreshWorker:
     """The loop of one worker; usable in-process too (tests, ``--workers 0`` debugging)."""
 
@@ -194,14 +231,10 @@ def worker_main(spec: WorkerSpec) -> None:
     if stopping:  # SIGTERM arrived while loading
         worker.stop.set()
     log.info("ready (writer=%s, store=%s)", serve.writer, spec.store_url)
-    store.incr_stats({"workers_ready": 1.0})
     try:
-        worker.run()
+        with Liveness(store, worker.owner):
+            worker.run()
     finally:
-        try:
-            store.incr_stats({"workers_ready": -1.0})
-        except Exception:  # noqa: BLE001 - the store may be gone at shutdown
-            pass
         writer.close()
         store.close()
         log.info("stopped")

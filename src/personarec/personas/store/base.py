@@ -192,6 +192,17 @@ class ServingStore(PersonaStore):
     def queued_job(self, user_id: str) -> dict[str, float] | None:
         """The user's queued/leased job as a dict (for tests and the erasure check)."""
 
+    # -- worker liveness ------------------------------------------------------------------------------
+    @abstractmethod
+    def heartbeat(self, worker_id: str, until: float) -> None:
+        """Record that ``worker_id`` is alive until ``until`` (unix seconds); ``until=0`` removes
+        it (a clean stop). A worker that dies stops beating and drops out once ``until`` passes,
+        so the count stays right for a fleet on one store, crashes included."""
+
+    @abstractmethod
+    def live_workers(self, now: float) -> int:
+        """Workers whose last heartbeat has not expired at ``now``."""
+
     # -- counters ---------------------------------------------------------------------------------
     @abstractmethod
     def incr_stats(self, stats: dict[str, float]) -> None: ...

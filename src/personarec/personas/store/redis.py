@@ -11,7 +11,8 @@ namespace, so this store targets a standalone server or a primary, not Redis Clu
 ``{ns}:user:{u}`` hash(last_seq, base_len, epoch, erased) · ``{ns}:events:{u}`` list of
 ``seq\\tjson`` · ``{ns}:job:{u}`` hash · ``{ns}:q:ready`` zset (score = priority * 1e10 + due
 time) · ``{ns}:q:leased`` zset (score = lease expiry) · ``{ns}:q:age`` zset (score = the job's
-first pending event, for the age of the oldest job) · ``{ns}:stats`` hash.
+first pending event, for the age of the oldest job) · ``{ns}:workers`` zset (score = a worker's
+heartbeat expiry) · ``{ns}:stats`` hash.
 """
 
 from __future__ import annotations
@@ -393,6 +394,20 @@ class RedisStore(ServingStore):
             out[key] = float(raw[key]) if key in raw else None  # type: ignore[assignment]
         out["owner"] = raw.get("owner")  # type: ignore[assignment]
         return out
+
+    # -- worker liveness ------------------------------------------------------------------------------
+    def heartbeat(self, worker_id: str, until: float) -> None:
+        key = self._k("workers")
+        if until <= 0:
+            self.client.zrem(key, worker_id)
+            return
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {worker_id: until})
+        pipe.zremrangebyscore(key, "-inf", until - 86_400)  # long-dead entries
+        pipe.execute()
+
+    def live_workers(self, now: float) -> int:
+        return int(self.client.zcount(self._k("workers"), now, "+inf"))
 
     # -- counters ---------------------------------------------------------------------------------
     def incr_stats(self, stats: dict[str, float]) -> None:

@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS refresh_queue (
     attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS refresh_queue_order ON refresh_queue (priority, due_at);
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id  TEXT PRIMARY KEY,
+    seen_until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stats (
     name  TEXT PRIMARY KEY,
     value REAL NOT NULL
@@ -362,6 +366,22 @@ class SQLiteStore(ServingStore):
         )
         row = cur.fetchone()
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    # -- worker liveness ------------------------------------------------------------------------------
+    def heartbeat(self, worker_id: str, until: float) -> None:
+        with self._tx() as con:
+            if until <= 0:
+                con.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+                return
+            con.execute(
+                "INSERT INTO workers (worker_id, seen_until) VALUES (?, ?) "
+                "ON CONFLICT(worker_id) DO UPDATE SET seen_until = excluded.seen_until",
+                (worker_id, until),
+            )
+            con.execute("DELETE FROM workers WHERE seen_until < ?", (until - 86_400,))  # long-dead entries
+
+    def live_workers(self, now: float) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM workers WHERE seen_until >= ?", (now,)).fetchone()[0])
 
     # -- counters ---------------------------------------------------------------------------------
     @staticmethod
