@@ -142,7 +142,8 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     return round(math.log(ys[-1] / ys[0]) / math.log(xs[-1] / xs[0]), 2)
 
 
-def largest_split(rows: int):
+def generated_split(rows: int):
+    """Generate ``rows`` ML-25M-shaped rows, then load and split them with the real code (timed)."""
     from load_scale import generate
 
     from personarec.data.movielens import load_ml_csv_release
@@ -164,7 +165,7 @@ def largest_split(rows: int):
 def size_row(rows: int, sasrec_steps: int) -> tuple[dict, object]:
     from personarec.personas.transitions import TransitionStats
 
-    split, times = largest_split(rows)
+    split, times = generated_split(rows)
     gc.collect()
     fine = np.random.default_rng(0).integers(0, 400, size=split.n_items)  # clusters only shape the cluster stats
     t = time.perf_counter()
@@ -203,8 +204,8 @@ def run(sizes: list[int], stages: list[str], previous: dict | None = None, sasre
             result["sizes"].append(row)
             gc.collect()
     if "items" in stages or "ray" in stages:
-        if split is None or split.protocol.n_train < max(sizes) * 0.9:
-            split, _ = largest_split(max(sizes))
+        if split is None:  # sizes run in ascending order: its last split is the largest
+            split, _ = generated_split(max(sizes))
         texts = list(split.catalogue.texts())  # what the items stage embeds (title + genres ...)
         texts += [f"{t} II" for t in texts][: max(0, CATALOGUE_SIZES[-1] - len(texts))]  # the unrated rest
         with tempfile.TemporaryDirectory(prefix="personarec-emb-") as cache:

@@ -12,7 +12,8 @@ process. Setup: the dataset's leave-one-out split and the real MiniLM item space
    debounce); the figure is K / time until all K jobs are done.
 2. **Overload**: events arrive at 0.5x, 1x, 2x and 4x the best arm's personas/s (users drawn in
    proportion to their history length, so busy users' events coalesce; 10 % of users start with
-   no persona, the rest with one), for ``--fleet-seconds`` each, under the default debounce, with
+   no persona, the rest with a fallback (statistics-only) persona, so every persona written during
+   the run is counted as LLM-written or fallback), for ``--fleet-seconds`` each, under the default debounce, with
    the queue bounded at ``--max-depth``; 2x and 4x again unbounded. Sampled every second: queue
    depth and age of the oldest job. Reported: events sent / acknowledged / stored / lost, jobs
    shed, personas written, refresh lag (the workers' histogram: mean and bucket percentiles), the

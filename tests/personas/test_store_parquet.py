@@ -63,24 +63,6 @@ def test_erasure_leaves_no_row_and_edits_are_refused(tmp_path):
         open_serving_store(f"parquet:///{tmp_path / 'p'}")
 
 
-def test_serving_a_parquet_sink_imports_it_into_a_sqlite_serving_store(tmp_path):
-    from personarec.personas.config import PersonasConfig
-    from personarec.serve.config import ServeConfig
-    from personarec.serve.server import import_offline_personas, store_url
-
-    personas = PersonasConfig(store="parquet:///batch")
-    sink = open_store(StoreURL.parse(personas.store, tmp_path))
-    sink.put(make_persona("a", 4))
-    sink.put(make_persona("b", 2))
-    sink.close()
-    url = store_url(tmp_path, ServeConfig(), personas)
-    assert url.scheme == "sqlite" and url.path == (tmp_path / "serving.db").resolve()
-    serving = open_serving_store(url)
-    assert import_offline_personas(tmp_path, personas, serving, url) == 2
-    assert serving.get("a").version == 4 and import_offline_personas(tmp_path, personas, serving, url) == 2  # equal versions
-    serving.close()
-
-
 def test_shards_keep_their_write_order_past_any_name_width(tmp_path):
     """Shard order is numeric, not by name: a shard numbered beyond the padding still comes last."""
     directory = tmp_path / "p"
@@ -98,20 +80,34 @@ def test_shards_keep_their_write_order_past_any_name_width(tmp_path):
     assert not (directory / ".part-00000007.parquet.tmp").exists()
 
 
-def test_a_user_erased_while_serving_is_not_imported_again(tmp_path):
+def _served_sink(tmp_path, versions: dict[str, int]):
+    """A run whose personas went to a parquet sink, and the serving store ``serve`` opens for it."""
     from personarec.personas.config import PersonasConfig
     from personarec.serve.config import ServeConfig
     from personarec.serve.server import import_offline_personas, store_url
 
     personas = PersonasConfig(store="parquet:///batch")
     sink = open_store(StoreURL.parse(personas.store, tmp_path))
-    sink.put(make_persona("a", 4))
-    sink.put(make_persona("b", 4))
+    for user, version in versions.items():
+        sink.put(make_persona(user, version))
     sink.close()
     url = store_url(tmp_path, ServeConfig(), personas)
     serving = open_serving_store(url)
-    assert import_offline_personas(tmp_path, personas, serving, url) == 2
+    return url, serving, lambda: import_offline_personas(tmp_path, personas, serving, url)
+
+
+def test_serving_a_parquet_sink_imports_it_into_a_sqlite_serving_store(tmp_path):
+    url, serving, import_ = _served_sink(tmp_path, {"a": 4, "b": 2})
+    assert url.scheme == "sqlite" and url.path == (tmp_path / "serving.db").resolve()
+    assert import_() == 2
+    assert serving.get("a").version == 4 and import_() == 2  # equal versions overwrite: nothing newer is lost
+    serving.close()
+
+
+def test_a_user_erased_while_serving_is_not_imported_again(tmp_path):
+    _, serving, import_ = _served_sink(tmp_path, {"a": 4, "b": 4})
+    assert import_() == 2
     serving.delete_user("a")  # DELETE /v1/users/a/persona
-    assert import_offline_personas(tmp_path, personas, serving, url) == 1  # the next `serve` start
+    assert import_() == 1  # the next `serve` start
     assert serving.get("a") is None and serving.get("b") is not None
     serving.close()

@@ -168,7 +168,7 @@ class StoreCollector:
         depth.add_metric(["due"], q["due"])
         yield depth
         age = GaugeMetricFamily("personarec_queue_oldest_age_seconds", "age of the oldest refresh job's first pending event")
-        age.add_metric([], q.get("oldest_age_s", 0.0))
+        age.add_metric([], q["oldest_age_s"])
         yield age
         ready = GaugeMetricFamily("personarec_workers_ready", "refresh worker processes alive (heartbeat within 20 s), on any host")
         ready.add_metric([], float(live))
@@ -258,7 +258,7 @@ class Serving:
         q = self.store.queue_stats(time.time())
         pids = self.state.worker_pids() if self.state.worker_pids else []
         return Health(status="ok", store=type(self.store).__name__, model=self.assets.model_name, workers=pids,
-                      queue_depth=q["depth"], queue_oldest_age_s=q.get("oldest_age_s", 0.0))  # fmt: skip
+                      queue_depth=q["depth"], queue_oldest_age_s=q["oldest_age_s"])  # fmt: skip
 
     def live_history(self, user_id: str, *, full: bool = False):
         st = self._known(user_id)

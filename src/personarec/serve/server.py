@@ -9,7 +9,10 @@ for the next start.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +97,6 @@ def run_workers(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None 
         if not (run_dir / part).is_dir():
             raise ConfigError(f"{run_dir / part} not found: the workers need the run's split and item space")
     open_serving_store(url).close()  # an unknown scheme or an unreachable store: a clear error now
-    import os
-    import socket
-    import threading
-
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -53,24 +53,32 @@ class WorkerSpec:
     worker_id: str
 
 
-class Heartbeat:
-    """Renews a job's lease every ``lease_s / 3`` until stopped."""
+class Periodic:
+    """A daemon thread that calls ``tick()`` every ``interval_s`` while the ``with`` block runs;
+    ``tick()`` returning False stops it. Store errors are logged, never raised: the store may
+    blip, and the next tick retries."""
 
-    def __init__(self, queue: RefreshQueue, job: RefreshJob) -> None:
-        self.queue, self.job = queue, job
+    def __init__(self, interval_s: float, name: str) -> None:
+        self.interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"lease-{job.user_id}")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    def tick(self) -> bool:
+        raise NotImplementedError
+
+    def _safe_tick(self) -> bool:
+        try:
+            return self.tick()
+        except Exception:  # noqa: BLE001 - see the class docstring
+            log.warning("%s failed", self._thread.name, exc_info=True)
+            return True
 
     def _run(self) -> None:
-        interval = self.queue.config.lease_s / 3
-        while not self._stop.wait(interval):
-            try:
-                if not self.queue.renew(self.job):
-                    return  # lost the lease (erased, or presumed dead); completing is still safe
-            except Exception:  # noqa: BLE001 - the store may blip; the lease may then expire
-                log.warning("lease renewal failed for %s", self.job.user_id, exc_info=True)
+        while not self._stop.wait(self.interval_s):
+            if not self._safe_tick():
+                return
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Periodic:
         self._thread.start()
         return self
 
@@ -79,7 +87,19 @@ class Heartbeat:
         self._thread.join(5)
 
 
-class Liveness:
+class Heartbeat(Periodic):
+    """Renews a job's lease every ``lease_s / 3``; stops once the lease is lost (erased, or
+    presumed dead: completing is still safe)."""
+
+    def __init__(self, queue: RefreshQueue, job: RefreshJob) -> None:
+        super().__init__(queue.config.lease_s / 3, name=f"lease-{job.user_id}")
+        self.queue, self.job = queue, job
+
+    def tick(self) -> bool:
+        return self.queue.renew(self.job)
+
+
+class Liveness(Periodic):
     """A worker's heartbeat in the store (``personarec_workers_ready`` counts the live ones): every
     ``LIVENESS_S`` seconds, valid for ``LIVENESS_TTL_S``, so a worker killed with SIGKILL drops out
     of the count within that time, on whatever host it ran; a clean stop removes it at once."""
@@ -88,28 +108,20 @@ class Liveness:
     LIVENESS_TTL_S = 20.0
 
     def __init__(self, store: ServingStore, worker_id: str) -> None:
+        super().__init__(self.LIVENESS_S, name=f"liveness-{worker_id}")
         self.store, self.worker_id = store, worker_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="liveness")
 
-    def _beat(self) -> None:
-        try:
-            self.store.heartbeat(self.worker_id, time.time() + self.LIVENESS_TTL_S)
-        except Exception:  # noqa: BLE001 - the store may blip; the next beat retries
-            log.warning("heartbeat failed for %s", self.worker_id, exc_info=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.LIVENESS_S):
-            self._beat()
+    def tick(self) -> bool:
+        self.store.heartbeat(self.worker_id, time.time() + self.LIVENESS_TTL_S)
+        return True
 
     def __enter__(self) -> Liveness:
-        self._beat()
-        self._thread.start()
+        self._safe_tick()  # alive from the start, not after the first interval
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        super().__exit__(*exc)
         try:
             self.store.heartbeat(self.worker_id, 0.0)
         except Exception:  # noqa: BLE001 - the store may be gone at shutdown; the entry expires

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class StoreURL:
     scheme: Literal["sqlite", "redis", "parquet"]
-    url: str  # sqlite:///absolute/path.db, parquet:///absolute/dir or the redis URL as given
+    url: str  # sqlite:////abs/path.db, parquet:////abs/dir (resolved: 4 slashes) or the redis URL as given
     path: Path | None = None  # the SQLite file or the parquet folder
 
     @classmethod
