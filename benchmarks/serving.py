@@ -39,6 +39,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from personarec.serve.launch import ServerProcess  # noqa: E402
 
+NO_AUTH = "serve.auth.mode=off"  # measures the request path itself (an HS256 check adds microseconds)
+
 
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
@@ -188,7 +190,7 @@ def metric(text: str, name: str) -> float:
 
 
 async def phase_async(args, run_dir: Path, users: list[str], items: list[str], model: str) -> dict:
-    sets = [f"serve.model={model}", "serve.queue.debounce_s=0.5", "serve.queue.max_wait_s=5", f"serve.backend={llm_backend()}",
+    sets = [NO_AUTH, f"serve.model={model}", "serve.queue.debounce_s=0.5", "serve.queue.max_wait_s=5", f"serve.backend={llm_backend()}",
             "personas.retries=1", f"personas.max_tokens={args.max_tokens}", "serve.queue.lease_s=300"]  # fmt: skip
     srv = ServerProcess(run_dir, args=["--workers", str(args.workers), "--writer", args.writer], sets=sets,
                         log_path=run_dir / "bench-async.log").start(timeout_s=600)  # fmt: skip
@@ -245,7 +247,7 @@ async def phase_async(args, run_dir: Path, users: list[str], items: list[str], m
 
 
 async def phase_sync(args, run_dir: Path, users: list[str], model: str) -> dict:
-    sets = [f"serve.model={model}", f"serve.backend={llm_backend()}", "serve.benchmark_endpoints=true", "personas.retries=1",
+    sets = [NO_AUTH, f"serve.model={model}", f"serve.backend={llm_backend()}", "serve.benchmark_endpoints=true", "personas.retries=1",
             f"personas.max_tokens={args.max_tokens}"]  # fmt: skip
     srv = ServerProcess(run_dir, args=["--workers", "0", "--writer", args.writer], sets=sets,
                         log_path=run_dir / "bench-sync.log").start(timeout_s=600)  # fmt: skip

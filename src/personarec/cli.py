@@ -33,6 +33,7 @@ SUBCOMMANDS = [
     ("personarec.evaluate.commands", "evaluate"),
     ("personarec.distill.commands", "distill"),
     ("personarec.serve.commands", "serve"),
+    ("personarec.serve.auth_commands", "auth"),
     ("personarec.config_commands", "config"),
 ]
 

@@ -8,6 +8,10 @@ from typing import Any
 
 import httpx
 
+#: the real-server tests of the refresh loop run without authentication (explicitly, as local
+#: development would); authentication has its own tests (test_auth.py, test_schemathesis.py)
+NO_AUTH = "serve.auth.mode=off"
+
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, interval_s: float = 0.1, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout_s

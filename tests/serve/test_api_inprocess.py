@@ -16,7 +16,7 @@ from personarec.serve.writers import build_writer
 
 @pytest.fixture
 def env(serve_run_dir, tmp_path):
-    cfg = ServeConfig.model_validate({"queue": {"debounce_s": 0}})
+    cfg = ServeConfig.model_validate({"queue": {"debounce_s": 0}, "auth": {"mode": "off"}})
     assets = ServingAssets.load(serve_run_dir)
     store = SQLiteStore(tmp_path / "s.db")
     client = TestClient(create_app(ApiState(store=store, assets=assets, config=cfg)))

@@ -19,11 +19,11 @@ import pytest
 
 from personarec.personas.store.redis import RedisStore
 from personarec.serve.launch import ServerProcess
-from tests.serve.helpers import fresh_persona, post_events, wait_for
+from tests.serve.helpers import NO_AUTH, fresh_persona, post_events, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-FLEET = ["serve.queue.debounce_s=0.1", "serve.queue.max_wait_s=1", "serve.queue.poll_interval_s=0.05",
+FLEET = [NO_AUTH, "serve.queue.debounce_s=0.1", "serve.queue.max_wait_s=1", "serve.queue.poll_interval_s=0.05",
          "serve.queue.max_depth=3"]  # fmt: skip
 
 

@@ -95,7 +95,7 @@ def test_api_list_equals_the_evaluated_list(run, name, tmp_path):
     store = SQLiteStore(tmp_path / "personas.db")
     try:
         assets = ServingAssets.load(run_dir, stage="test", model=name)
-        client = TestClient(create_app(ApiState(store=store, assets=assets, config=ServeConfig())))
+        client = TestClient(create_app(ApiState(store=store, assets=assets, config=ServeConfig.model_validate({"auth": {"mode": "off"}}))))
         history = split.history("test")
         users = np.array(USERS)
         offline = offline_items(load_recommender(run_dir / "models" / name), store, users, history)

@@ -15,10 +15,10 @@ import pytest
 
 from personarec.serve.launch import ServerProcess
 from personarec.personas.store.sqlite import SQLiteStore
-from tests.serve.helpers import fresh_persona, post_events, wait_for
+from tests.serve.helpers import NO_AUTH, fresh_persona, post_events, wait_for
 from tests.serve.run_fixture import genre_space
 
-FAST = ["serve.queue.debounce_s=0.2", "serve.queue.max_wait_s=2", "serve.queue.poll_interval_s=0.05"]
+FAST = [NO_AUTH, "serve.queue.debounce_s=0.2", "serve.queue.max_wait_s=2", "serve.queue.poll_interval_s=0.05"]
 
 
 @pytest.fixture(scope="module")

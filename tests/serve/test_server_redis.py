@@ -10,11 +10,11 @@ import pytest
 
 from personarec.serve.launch import ServerProcess
 from personarec.personas.store.redis import RedisStore
-from tests.serve.helpers import fresh_persona, post_events, wait_for
+from tests.serve.helpers import NO_AUTH, fresh_persona, post_events, wait_for
 
 pytestmark = pytest.mark.redis
 
-FAST = ["serve.queue.debounce_s=0.2", "serve.queue.max_wait_s=2", "serve.queue.poll_interval_s=0.05"]
+FAST = [NO_AUTH, "serve.queue.debounce_s=0.2", "serve.queue.max_wait_s=2", "serve.queue.poll_interval_s=0.05"]
 
 
 def test_redis_restart_loses_no_acknowledged_data(serve_run_dir, redis_server, ml100k_split):

@@ -21,7 +21,7 @@ from personarec.serve.queue import RefreshQueue
 from personarec.personas.store.sqlite import SQLiteStore
 from personarec.serve.worker import RefreshWorker
 from personarec.serve.writers import build_writer
-from tests.serve.helpers import fresh_persona, post_events
+from tests.serve.helpers import NO_AUTH, fresh_persona, post_events
 from tests.serve.personas_fixtures import make_persona
 
 
@@ -71,7 +71,7 @@ def test_server_refreshes_personas_with_the_real_llm(serve_run_dir, ml100k_split
         serve_run_dir,
         args=["--workers", "1", "--writer", "llm", "--store", f"sqlite:///{tmp_path / 'llm.db'}"],
         sets=[
-            "serve.queue.debounce_s=0.2", "serve.queue.lease_s=120", f"serve.backend={backend}",
+            NO_AUTH, "serve.queue.debounce_s=0.2", "serve.queue.lease_s=120", f"serve.backend={backend}",
             f"serve.backend_config={json.dumps(config)}", "personas.retries=1", "personas.max_tokens=160",
         ],
     ).start(timeout_s=300)  # fmt: skip

@@ -555,6 +555,7 @@ def export_personas(store: PersonaStore, path: str | Path, fmt: Literal["jsonl",
     """Write every stored persona (as generated, without user edits) to JSONL or parquet."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    exported_at = time.time()  # before the read: an erasure during the export counts as "since"
     personas = [pp for u in sorted(store.user_ids()) if (pp := store.get(u)) is not None]
     if fmt == "jsonl":
         with p.open("w") as fh:
@@ -568,4 +569,17 @@ def export_personas(store: PersonaStore, path: str | Path, fmt: Literal["jsonl",
         frame.write_parquet(p)
     else:
         raise ConfigError(f"unknown export format {fmt!r}; use jsonl or parquet")
+    write_export_manifest(p, [x.user_id for x in personas], exported_at)
     return len(personas)
+
+
+def export_manifest_path(export: str | Path) -> Path:
+    p = Path(export)
+    return p.with_name(p.name + ".manifest.json")
+
+
+def write_export_manifest(export: Path, user_ids: list[str], exported_at: float) -> None:
+    """Beside every export: when it was taken and whose personas it holds, so that the users erased
+    since (``personarec erasures --since-export``) can be named and removed from the copy."""
+    manifest = {"export": export.name, "exported_at": exported_at, "users": len(user_ids), "user_ids": user_ids}
+    export_manifest_path(export).write_text(json.dumps(manifest))

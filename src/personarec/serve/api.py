@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personarec.personas.schema import Persona, PersonaEdits
 from personarec.serve.assets import ServingAssets
+from personarec.serve.auth import ApiKey, AuthError, Authenticator, Bearer, Principal
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
 from personarec.recommend.persona_ranking import Ranked, RankRequest, apply_edits, edited_persona
@@ -44,6 +45,7 @@ log = logging.getLogger("personarec.serve.api")
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, description="external user id")]
 MAX_TS = 2**53  # JSON-safe integer range; anything larger is not a Unix time
+RETRY_AFTER_S = 2  # what a 503 (store outage) tells clients to wait
 
 
 # -- bodies ------------------------------------------------------------------------------------
@@ -120,6 +122,7 @@ class Health(BaseModel):
     workers: list[int]
     queue_depth: float
     queue_oldest_age_s: float = 0.0
+    auth: str = Field("on", description='"off" when the server runs without authentication (local development only)')
 
 
 # -- state -------------------------------------------------------------------------------------
@@ -133,6 +136,7 @@ class ApiState:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self.auth = Authenticator(self.config.auth)  # a misconfiguration fails here, at start
         self.queue = RefreshQueue(self.store, self.config.queue)
         self.latency = Histogram(
             "personarec_request_seconds", "HTTP request latency", ["route", "method", "status"],
@@ -258,7 +262,7 @@ class Serving:
         q = self.store.queue_stats(time.time())
         pids = self.state.worker_pids() if self.state.worker_pids else []
         return Health(status="ok", store=type(self.store).__name__, model=self.assets.model_name, workers=pids,
-                      queue_depth=q["depth"], queue_oldest_age_s=q["oldest_age_s"])  # fmt: skip
+                      queue_depth=q["depth"], queue_oldest_age_s=q["oldest_age_s"], auth=self.state.auth.summary)  # fmt: skip
 
     def live_history(self, user_id: str, *, full: bool = False):
         st = self._known(user_id)
@@ -334,21 +338,39 @@ class Serving:
 
     def erase(self, user_id: str) -> None:
         self._known(user_id)
-        self.store.delete_user(user_id)
+        self.store.delete_user(user_id)  # committed: the user is gone for every reader from here on
+        try:
+            self.store.purge(wait=False)  # and from the files (SQLite WAL now, Redis AOF in the background)
+        except Exception:  # noqa: BLE001 - the erasure stands; the next purge covers it
+            log.exception("purge after erasing %r failed; run `personarec erasures --purge`", user_id)
+            self.store.incr_stats({"purge_failures": 1})
 
 
 # -- HTTP: the router, the error handlers, the app ----------------------------------------------
-KNOWN = {404: {"model": ErrorBody, "description": "unknown user"}}
+AUTH = {
+    401: {"model": ErrorBody, "description": "missing, invalid or expired credentials"},
+    403: {"model": ErrorBody, "description": "these credentials may not call this endpoint, or not for this user"},
+}
+KNOWN = {**AUTH, 404: {"model": ErrorBody, "description": "unknown user"}}
 ExploreQuery = Annotated[
     float | None,
     Query(ge=0.0, le=1.0, description="share of explore items (default: the served model's own, i.e. its explore quota for a persona model, 0 for a plain one)"),
 ]  # fmt: skip
 
 
+def _caller(request: Request, api_key: ApiKey, bearer: Bearer) -> Principal:
+    """The authenticated caller of a request (401 when there is none)."""
+    return request.app.state.api.auth.authenticate(api_key, bearer.credentials if bearer is not None else None)
+
+
+Caller = Annotated[Principal, Depends(_caller)]
+
+
 def router(serving: Serving) -> APIRouter:
     """The endpoints: parse input, call :class:`Serving`, return its answer."""
     r = APIRouter()
     state = serving.state
+    auth = state.auth
 
     @r.get("/healthz", response_model=Health, tags=["ops"])
     def healthz() -> Health:
@@ -358,13 +380,15 @@ def router(serving: Serving) -> APIRouter:
     def metrics() -> Response:
         return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @r.get("/v1/topics", tags=["personas"], response_model=list[str])
-    def topics() -> list[str]:
+    @r.get("/v1/topics", tags=["personas"], response_model=list[str], responses=AUTH)
+    def topics(who: Caller) -> list[str]:
         """Topic names a persona (and a user's edits) may use: the catalogue's fine clusters."""
+        auth.authorize(who, "topics")
         return list(serving.assets.space.fine_names)
 
     @r.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=KNOWN, tags=["recommendations"])
     async def recommendations(
+        who: Caller,
         user_id: UserId,
         k: Annotated[int, Query(ge=1, le=100, description="list length")] = 10,
         explore: ExploreQuery = None,
@@ -372,34 +396,42 @@ def router(serving: Serving) -> APIRouter:
     ) -> Recommendations:
         """Top-k items for the user's live history, ranked with their persona by the pipeline offline
         evaluation uses. Never calls an LLM (except the benchmark-only ``sync_llm`` mode, which must
-        be enabled in the config)."""
+        be enabled in the config). Service key, admin, or the user's own token."""
+        auth.authorize(who, "recommend", user_id)
         if not (sync_llm and state.sync_writer is not None):
             return serving.recommendations(user_id, k, explore)
         t0 = time.perf_counter()
         persona = await run_in_threadpool(state.write_persona_now, serving.live_history(user_id, full=True)[1])
         return serving.recommendations(user_id, k, explore, persona=persona, sync_s=time.perf_counter() - t0)
 
-    @r.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"])
-    def post_events(body: EventsIn) -> EventsAccepted:
-        """Store a batch of interactions durably (before answering) and schedule refreshes."""
+    @r.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"], responses=AUTH)
+    def post_events(who: Caller, body: EventsIn) -> EventsAccepted:
+        """Store a batch of interactions durably (before answering) and schedule refreshes.
+        Service key or admin."""
+        auth.authorize(who, "events")
         return serving.post_events(body)
 
     @r.get("/v1/users/{user_id}/persona", response_model=PersonaView, responses=KNOWN, tags=["personas"])
-    def get_persona(user_id: UserId) -> PersonaView:
-        """The persona as served (user edits applied), its version and whether it is stale."""
+    def get_persona(who: Caller, user_id: UserId) -> PersonaView:
+        """The persona as served (user edits applied), its version and whether it is stale.
+        The user's own token or admin."""
+        auth.authorize(who, "persona", user_id)
         return serving.view(user_id)
 
     @r.put("/v1/users/{user_id}/persona", response_model=PersonaView, responses=KNOWN, tags=["personas"])
-    def put_persona(user_id: UserId, edits: PersonaEdits) -> PersonaView:
+    def put_persona(who: Caller, user_id: UserId, edits: PersonaEdits) -> PersonaView:
         """Replace the user's edits: interests to remove, topics to add or block (topic names
         from ``GET /v1/topics``). Edits are kept apart from generated personas and applied on
-        every read, so they survive refreshes."""
+        every read, so they survive refreshes. The user's own token or admin."""
+        auth.authorize(who, "persona", user_id)
         return serving.put_edits(user_id, edits)
 
     @r.delete("/v1/users/{user_id}/persona", status_code=204, responses=KNOWN, tags=["personas"])
-    def delete_persona(user_id: UserId) -> Response:
+    def delete_persona(who: Caller, user_id: UserId) -> Response:
         """Erase the user: persona, edits, stored events and queued refreshes; the offline
-        history is no longer used for them. In-flight refreshes are discarded."""
+        history is no longer used for them. In-flight refreshes are discarded. The user's own
+        token or admin (erasure on request)."""
+        auth.authorize(who, "persona", user_id)
         serving.erase(user_id)
         return Response(status_code=204)
 
@@ -419,18 +451,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def expected(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
 
+    @app.exception_handler(AuthError)
+    async def refused(request: Request, exc: AuthError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers)
+
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         request_id = uuid.uuid4().hex[:16]
-        if is_store_outage(exc):  # the store blinked: retryable, not a bug
+        headers = {"x-request-id": request_id}
+        if is_store_outage(exc):  # the store blinked: retryable, not a bug; nothing was acknowledged
             log.warning("store unavailable (request %s): %r", request_id, exc)
             status, detail = 503, f"store unavailable ({type(exc).__name__}); retry shortly"
+            headers["Retry-After"] = str(RETRY_AFTER_S)
         else:
             log.exception("bug while serving %s %s (request %s)", request.method, request.url.path, request_id)
             status, detail = 500, f"internal error; quote request id {request_id} when reporting it"
-        return JSONResponse(
-            status_code=status, content={"detail": detail, "request_id": request_id}, headers={"x-request-id": request_id}
-        )
+        return JSONResponse(status_code=status, content={"detail": detail, "request_id": request_id}, headers=headers)
 
 
 def create_app(state: ApiState) -> FastAPI:

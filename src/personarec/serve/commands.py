@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -70,4 +71,52 @@ def workers(
     run_workers(cfg, cfg.run_dir, {"store": store, "workers": n, "writer": writer})
 
 
-TOP_LEVEL = {"serve": serve, "workers": workers}
+def erasures(
+    config: ConfigOption = None,
+    run_dir: RunDirOption = None,
+    store: Annotated[str | None, typer.Option("--store", help="Serving store URL (default: the one `serve` uses).")] = None,
+    since_export: Annotated[
+        Path | None,
+        typer.Option("--since-export", help="An export (`personarec personas export`): name its users erased since it was taken."),
+    ] = None,
+    since: Annotated[float, typer.Option("--since", help="Unix time: users erased at or after it.")] = 0.0,
+    purge: Annotated[bool, typer.Option("--purge", help="Also purge the store's files now (SQLite WAL checkpoint, Redis AOF rewrite).")] = False,
+    set_: SetOption = None,
+) -> None:
+    """List users erased through the API (one per line: user id, erased-at), so that copies made
+    before (exports, warehouses, caches) can be cleaned; with --since-export, only the export's
+    own users erased after it was taken. Exit status 1 when the export holds erased users."""
+    import json
+    from datetime import datetime, timezone
+
+    from personarec.errors import DataError
+    from personarec.personas.generate import export_manifest_path
+    from personarec.personas.store.base import open_serving_store
+    from personarec.personas.store.url import StoreURL
+    from personarec.serve.server import section, store_url
+
+    cfg = resolve_config(config, set_, run_dir=run_dir)
+    serve_cfg, personas = section(cfg)
+    url = StoreURL.parse(store, cfg.run_dir) if store else store_url(cfg.run_dir, serve_cfg, personas)
+    among: set[str] | None = None
+    if since_export is not None:
+        manifest = export_manifest_path(since_export)
+        if not manifest.is_file():
+            raise DataError(f"no manifest beside the export (expected {manifest}); re-export with this version")
+        meta = json.loads(manifest.read_text())
+        since, among = max(since, float(meta["exported_at"])), set(meta["user_ids"])
+    st = open_serving_store(url)
+    try:
+        if purge:
+            st.purge(wait=True)
+        rows = [(u, t) for u, t in st.erasures(since) if among is None or u in among]
+    finally:
+        st.close()
+    for user, t in rows:
+        typer.echo(f"{user}\t{datetime.fromtimestamp(t, timezone.utc).isoformat(timespec='seconds')}")
+    console.print(f"[dim]{len(rows)} erased user(s) since {since:.0f} in {url}[/]")
+    if among is not None and rows:
+        raise typer.Exit(1)
+
+
+TOP_LEVEL = {"serve": serve, "workers": workers, "erasures": erasures}

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from personarec.recommend.persona_ranking import RankingConfig
+from personarec.serve.auth import AuthConfig
 from personarec.serve.queue import QueueConfig
 
 
@@ -38,6 +39,7 @@ class ServeConfig(BaseModel):
     benchmark_endpoints: bool = Field(
         False, description="enable ?sync_llm=1 (LLM on the request path) for the serving benchmark only"
     )
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API credentials (on unless mode = \"off\")")
     queue: QueueConfig = Field(default_factory=QueueConfig)
     max_history: int | None = Field(
         None,

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from personarec.config import RunConfig
 from personarec.errors import ConfigError
 from personarec.personas.config import PersonasConfig
 from personarec.serve.assets import ServingAssets
+from personarec.serve.auth import Authenticator
 from personarec.serve.config import ServeConfig
 from personarec.personas.store.base import ServingStore, open_serving_store
 from personarec.personas.store.url import StoreURL
@@ -110,6 +112,18 @@ def run_workers(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None 
         log.info("stopped")
 
 
+def warn_auth_off(serve: ServeConfig) -> None:
+    """Said where nobody can miss it: anyone who reaches the port can read, edit and erase personas."""
+    bar = "!" * 78
+    msg = (
+        f"\n{bar}\n  AUTHENTICATION IS OFF (serve.auth.mode = \"off\"): anyone who can reach "
+        f"{serve.host}:{serve.port}\n  can read, edit and erase every user's persona. Local development only.\n{bar}\n"
+    )
+    log.warning(msg)
+    if not logging.getLogger().handlers:
+        print(msg, file=sys.stderr, flush=True)
+
+
 def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None = None) -> None:
     """Serve ``run_dir`` until interrupted (see the module docstring)."""
     import uvicorn
@@ -125,6 +139,8 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         torch.set_num_threads(serve.api_threads)
     except ImportError:
         pass
+    if not Authenticator(serve.auth).enabled:  # no credentials configured: a clear error before anything starts
+        warn_auth_off(serve)
     url = store_url(run_dir, serve, personas)
     try:
         assets = ServingAssets.load(run_dir, stage=personas.history_stage, model=serve.model, ranking=serve.ranking)

@@ -52,6 +52,16 @@ class PersonaStore(ABC):
         p = self.get(user_id)
         return None if p is None else (p.version, p.provenance.fallback)
 
+    def purge(self, *, wait: bool = True) -> None:  # noqa: B027 - optional hook
+        """Make what ``delete_user`` removed unrecoverable from the store's files too (SQLite's WAL,
+        Redis's append-only file), not just invisible to queries. ``wait=False`` may finish in the
+        background. A store that erases in place (the parquet sink rewrites shards) needs nothing."""
+
+    def erasures(self, since: float = 0.0) -> list[tuple[str, float]]:
+        """``(user_id, erased_at)`` of every user erased at or after ``since`` (Unix seconds): what a
+        holder of an export made before ``since`` must delete from its copy. Oldest first."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

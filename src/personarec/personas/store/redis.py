@@ -12,12 +12,18 @@ namespace, so this store targets a standalone server or a primary, not Redis Clu
 ``seq\\tjson`` · ``{ns}:job:{u}`` hash · ``{ns}:q:ready`` zset (score = priority * 1e10 + due
 time) · ``{ns}:q:leased`` zset (score = lease expiry) · ``{ns}:q:age`` zset (score = the job's
 first pending event, for the age of the oldest job) · ``{ns}:workers`` zset (score = a worker's
-heartbeat expiry) · ``{ns}:stats`` hash.
+heartbeat expiry) · ``{ns}:erasures`` zset (score = erasure time) · ``{ns}:stats`` hash.
+
+Erasure deletes every key of the user in one script and leaves a tombstone (``erased``, epoch);
+``purge`` then rewrites the AOF, which still holds the commands that wrote the erased data.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from urllib.parse import parse_qs, urlparse
 
@@ -25,6 +31,8 @@ import redis
 
 from personarec.personas.schema import Persona, PersonaEdits
 from personarec.personas.store.base import AppendResult, EnqueueSpec, RefreshJob, ServingStore, StoredEvent, UserState
+
+log = logging.getLogger("personarec.store.redis")
 
 PRIORITY_STRIDE = 1e10  # ready-set score = priority * stride + due time (unix seconds < 1e10)
 
@@ -234,9 +242,10 @@ _PUT = _LIB + r"""
 return put_persona(ARGV[4], ARGV[2], ARGV[3])
 """
 
-# ARGV: ns, user
+# ARGV: ns, user, now
 _DELETE = _LIB + r"""
 local u = ARGV[2]
+redis.call('ZADD', ns .. ':erasures', ARGV[3], u)
 local n = redis.call('DEL', k('persona', u), k('edits', u), k('events', u), k('job', u))
 redis.call('SREM', ns .. ':personas', u)
 redis.call('ZREM', ns .. ':q:ready', u)
@@ -272,6 +281,9 @@ class RedisStore(ServingStore):
         clean = parsed._replace(query="").geturl()
         self.url = url
         self.client = redis.Redis.from_url(clean, socket_timeout=socket_timeout_s, decode_responses=True)
+        self._purge_lock = threading.Lock()
+        self._purge_pending = False
+        self._purge_thread: threading.Thread | None = None
         self._scripts = {
             name: self.client.register_script(src)
             for name, src in {
@@ -305,7 +317,72 @@ class RedisStore(ServingStore):
         self.client.set(self._k("edits", user_id), edits.model_dump_json())
 
     def delete_user(self, user_id: str) -> bool:
-        return int(self._run("delete", user_id)) > 0
+        return int(self._run("delete", user_id, time.time())) > 0
+
+    def purge(self, *, wait: bool = True) -> None:
+        """Rewrite the append-only file (and the RDB snapshot, if snapshots are on), so that the
+        commands that wrote an erased user's persona are no longer on disk. A rewrite already
+        running may predate the erasure, so a new one is started after it. ``wait=False`` runs
+        this on a background thread; overlapping calls share one pending rewrite."""
+        if not wait:
+            with self._purge_lock:
+                self._purge_pending = True
+                if self._purge_thread is not None and self._purge_thread.is_alive():
+                    return
+                self._purge_thread = threading.Thread(target=self._purge_loop, name="redis-purge", daemon=True)
+                self._purge_thread.start()
+            return
+        self._rewrite()
+
+    def _purge_loop(self) -> None:
+        while True:
+            with self._purge_lock:
+                if not self._purge_pending:
+                    self._purge_thread = None
+                    return
+                self._purge_pending = False
+            try:
+                self._rewrite()
+            except redis.RedisError as exc:  # logged, retried with the next erasure; never lost silently
+                log.error("AOF rewrite after an erasure failed: %r", exc)
+                self.client.hincrbyfloat(self._k("stats"), "purge_failures", 1)
+
+    def _rewrite(self, timeout_s: float = 600.0) -> None:
+        info = self.client.info("persistence")
+        deadline = time.monotonic() + timeout_s
+        if info.get("aof_enabled"):
+            self._background("bgrewriteaof", "aof_rewrite_in_progress", "aof_rewrite_scheduled", deadline)
+            if self.client.info("persistence").get("aof_last_bgrewrite_status") != "ok":
+                raise redis.RedisError("AOF rewrite failed (see the redis-server log)")
+        if self.client.config_get("save").get("save"):
+            self._background("bgsave", "rdb_bgsave_in_progress", None, deadline)
+            if self.client.info("persistence").get("rdb_last_bgsave_status") != "ok":
+                raise redis.RedisError("RDB snapshot failed (see the redis-server log)")
+
+    def _background(self, command: str, running: str, scheduled: str | None, deadline: float) -> None:
+        def busy() -> bool:
+            info = self.client.info("persistence")
+            return bool(info.get(running)) or bool(scheduled and info.get(scheduled))
+
+        while busy():  # one in progress started before the erasure: wait, then start our own
+            if time.monotonic() > deadline:
+                raise redis.TimeoutError(f"{command}: a previous one is still running")
+            time.sleep(0.05)
+        try:
+            self.client.execute_command(command)
+        except redis.ResponseError as exc:
+            if "in progress" not in str(exc):
+                raise
+            return self._background(command, running, scheduled, deadline)
+        time.sleep(0.01)
+        while busy():
+            if time.monotonic() > deadline:
+                raise redis.TimeoutError(f"{command} did not finish")
+            time.sleep(0.05)
+
+    def erasures(self, since: float = 0.0) -> list[tuple[str, float]]:
+        rows = self.client.zrangebyscore(self._k("erasures"), since, "+inf", withscores=True)
+        return [(u, float(t)) for u, t in rows]
 
     def user_ids(self) -> Iterator[str]:
         return iter(sorted(self.client.smembers(self._k("personas"))))

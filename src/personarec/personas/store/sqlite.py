@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS users (
     epoch    INTEGER NOT NULL DEFAULT 0,
     erased   INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS erasures (
+    user_id   TEXT PRIMARY KEY,
+    erased_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     user_id TEXT NOT NULL,
     seq     INTEGER NOT NULL,
@@ -99,6 +103,8 @@ class SQLiteStore(ServingStore):
             self._pid = os.getpid()
             con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=True)
             con.execute("PRAGMA journal_mode=WAL")
+            # deleted rows are overwritten with zeros, not left in free pages (erasure, see purge)
+            con.execute("PRAGMA secure_delete=ON")
             con.execute(f"PRAGMA synchronous={self.synchronous}")
             con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
             self._local.con = con
@@ -170,7 +176,30 @@ class SQLiteStore(ServingStore):
         )
         if cur.rowcount == 0:
             con.execute("INSERT INTO users (user_id, last_seq, base_len, epoch, erased) VALUES (?, 0, 0, 1, 1)", (user_id,))
+        con.execute(
+            "INSERT INTO erasures (user_id, erased_at) VALUES (?, ?) ON CONFLICT(user_id) DO UPDATE SET erased_at = excluded.erased_at",
+            (user_id, time.time()),
+        )
         return n > 0
+
+    def purge(self, *, wait: bool = True) -> None:
+        """Checkpoint the WAL into the (secure-deleted) main file and truncate it: until then the
+        WAL still holds the page images of the erased rows. A reader holding an old snapshot makes
+        the checkpoint incomplete; it is retried for up to the busy timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if busy:
+            raise sqlite3.OperationalError(f"{self.path}: WAL checkpoint blocked by readers for {self.timeout_s} s")
+
+    def erasures(self, since: float = 0.0) -> list[tuple[str, float]]:
+        rows = self.conn.execute(
+            "SELECT user_id, erased_at FROM erasures WHERE erased_at >= ? ORDER BY erased_at, user_id", (since,)
+        ).fetchall()
+        return [(r[0], float(r[1])) for r in rows]
 
     def user_ids(self) -> Iterator[str]:
         rows = self.conn.execute("SELECT user_id FROM personas ORDER BY user_id").fetchall()
