@@ -38,7 +38,7 @@ from personarec.serve.auth import ApiKey, AuthError, Authenticator, Bearer, Prin
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
 from personarec.recommend.persona_ranking import Ranked, RankRequest, apply_edits, edited_persona
-from personarec.personas.store.base import ServingStore, is_store_outage
+from personarec.personas.store.base import ServingStore, is_store_full, is_store_outage
 from personarec.serve.worker import LAG_BUCKETS
 
 log = logging.getLogger("personarec.serve.api")
@@ -459,7 +459,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         request_id = uuid.uuid4().hex[:16]
         headers = {"x-request-id": request_id}
-        if is_store_outage(exc):  # the store blinked: retryable, not a bug; nothing was acknowledged
+        if is_store_full(exc):  # the disk or quota is full: nothing of this request was stored
+            log.error("store full (request %s): %r", request_id, exc)
+            status, detail = 507, f"store full ({exc}); nothing from this request was stored: free space, then retry"
+            headers["Retry-After"] = str(RETRY_AFTER_S * 30)
+        elif is_store_outage(exc):  # the store blinked: retryable, not a bug; nothing was acknowledged
             log.warning("store unavailable (request %s): %r", request_id, exc)
             status, detail = 503, f"store unavailable ({type(exc).__name__}); retry shortly"
             headers["Retry-After"] = str(RETRY_AFTER_S)

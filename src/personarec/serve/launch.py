@@ -23,13 +23,14 @@ def free_port() -> int:
 class ServerProcess:
     def __init__(self, run_dir: str | Path, *, port: int | None = None, args: list[str] | None = None,
                  sets: list[str] | None = None, log_path: str | Path | None = None,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+                 env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:  # fmt: skip
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.args = list(args or [])
         self.sets = list(sets or [])
         self.log_path = Path(log_path) if log_path else self.run_dir / f"serve-{self.port}.log"
         self.env = dict(env or {})
+        self.prefix = list(prefix or [])  # e.g. ["prlimit", "--fsize=262144", "--"]: run the server under limits
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -37,7 +38,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 120.0) -> ServerProcess:
-        cmd = [sys.executable, "-m", "personarec.cli", "serve", "--run-dir", str(self.run_dir), "--port", str(self.port),
+        cmd = [*self.prefix, sys.executable, "-m", "personarec.cli", "serve", "--run-dir", str(self.run_dir), "--port", str(self.port),
                *self.args]  # fmt: skip
         for s in self.sets:
             cmd += ["--set", s]

@@ -237,6 +237,20 @@ def is_store_outage(exc: BaseException) -> bool:
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError))
 
 
+def is_store_full(exc: BaseException) -> bool:
+    """True when the store's disk (or quota) is full: the write was refused and nothing of it
+    stored; the operator must free space (answered 507, not retried blindly)."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
+        return True
+    try:
+        import redis
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("OOM", "MISCONF"))
+
+
 def open_store(url: str | StoreURL) -> PersonaStore:
     """``sqlite:///path/to/file.db`` (or a bare path) -> SQLite; ``redis://host:port/db`` -> Redis;
     ``parquet:///dir`` -> a parquet sink (batch output only)."""
