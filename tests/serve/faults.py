@@ -319,7 +319,8 @@ def small_filesystem(path: Path, size_kb: int) -> Iterator[str]:
     server runs under RLIMIT_FSIZE instead (a real EFBIG on the same files). Yields the kind."""
     path.mkdir(parents=True, exist_ok=True)
     mounted = (
-        os.geteuid() == 0
+        not os.environ.get("PERSONAREC_FAULTS_NO_MOUNT")  # to exercise the RLIMIT_FSIZE path where mounting works
+        and os.geteuid() == 0
         and shutil.which("mount") is not None
         and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)], capture_output=True).returncode == 0
     )
