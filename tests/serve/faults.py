@@ -216,6 +216,7 @@ def llm_fault(case: str, run_dir: Path, tmp: Path, users: list[str], items: list
     get a persona covering all acknowledged events (the fallback, counted), and no event is lost."""
     from personarec.personas.store.sqlite import SQLiteStore
 
+    tmp.mkdir(parents=True, exist_ok=True)
     db = tmp / f"llm-{case}.db"
     backend = {"timeout_s": 1.0, "max_retries": 1, "backoff_s": 0.05}
     sets = [*QUICK, "serve.backend=openai", "personas.retries=1", "personas.max_tokens=120", "serve.queue.lease_s=60",
@@ -289,6 +290,7 @@ def redis_down(run_dir: Path, tmp: Path, users: list[str], items: list[str]) -> 
     from personarec.personas.store.redis import RedisStore
     from tests.serve.redis_server import RedisServer
 
+    tmp.mkdir(parents=True, exist_ok=True)
     redis = RedisServer(tmp / "redis-down").start()
     srv = ServerProcess(run_dir, args=["--workers", "0", "--store", redis.url], sets=QUICK, log_path=tmp / "serve-redis.log").start()
     try:
@@ -338,6 +340,7 @@ def sqlite_full(run_dir: Path, tmp: Path, users: list[str], items: list[str]) ->
 
     from personarec.personas.store.sqlite import SQLiteStore
 
+    tmp.mkdir(parents=True, exist_ok=True)
     where = tmp / "full"
     with small_filesystem(where, 1536) as kind:
         db = where / "store.db"
