@@ -116,3 +116,38 @@ def test_erasures_since_an_export_are_named(serve_run_dir, assets, tmp_path):
     assert r.stdout.split("\t")[0] == users[1] and early not in r.stdout
     r = runner.invoke(app, ["erasures", "--run-dir", str(serve_run_dir), "--store", f"sqlite:///{db}", "--purge"])
     assert r.exit_code == 0 and {line.split("\t")[0] for line in r.stdout.splitlines()} == {early, users[1]}
+
+
+def test_erasure_reaches_the_runs_offline_copy(assets, tmp_path):
+    """Serving from another store (here a second SQLite file; Redis in a fleet), the run's offline
+    persona store is a second copy: the API erases there too, and a host starting later deletes
+    users erased through any other host from its own copy instead of importing them."""
+    from personarec.personas.commands import store_url as personas_store
+    from personarec.personas.config import PersonasConfig
+    from personarec.personas.store.url import StoreURL
+    from personarec.serve.server import import_offline_personas, offline_copy
+
+    run = tmp_path / "run"
+    source = personas_store(run, PersonasConfig())
+    Path(source.path).parent.mkdir(parents=True, exist_ok=True)
+    offline = SQLiteStore(source.path)
+    a, b = str(assets.split.user_ids[3]), str(assets.split.user_ids[4])
+    marker_a, marker_b = f"MARKER-{uuid.uuid4().hex}", f"MARKER-{uuid.uuid4().hex}"
+    offline.put(make_persona(a, version=assets.base_len(a), summary=f"{marker_a} offline"))
+    offline.put(make_persona(b, version=assets.base_len(b), summary=f"{marker_b} offline"))
+    offline.close()
+    files = [Path(source.path), Path(str(source.path) + "-wal")]
+    target = StoreURL.parse(f"sqlite:///{tmp_path / 'serving.db'}", tmp_path)
+    assert offline_copy(run, PersonasConfig(), target) == source
+    serving = SQLiteStore(target.path)
+    try:
+        assert import_offline_personas(run, PersonasConfig(), serving, target) == 2
+        client = TestClient(create_app(ApiState(store=serving, assets=assets, config=OFF, offline_copy=source)))
+        assert client.delete(f"/v1/users/{a}/persona").status_code == 204
+        assert _bytes_in(files, marker_a.encode()) == [] and _bytes_in(files, marker_b.encode())
+        # b is erased through another host (straight in the shared store): this host's next start cleans its copy
+        serving.delete_user(b)
+        assert import_offline_personas(run, PersonasConfig(), serving, target) == 0
+        assert _bytes_in(files, marker_b.encode()) == []
+    finally:
+        serving.close()

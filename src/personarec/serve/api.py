@@ -133,6 +133,7 @@ class ApiState:
     config: ServeConfig = field(default_factory=ServeConfig)
     worker_pids: Any = None  # callable -> list[int]
     sync_writer: Any = None  # PersonaWriter, only with serve.benchmark_endpoints
+    offline_copy: Any = None  # StoreURL of the run's offline persona store when it is not `store` (erasure reaches it)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -341,7 +342,14 @@ class Serving:
         self.store.delete_user(user_id)  # committed: the user is gone for every reader from here on
         try:
             self.store.purge(wait=False)  # and from the files (SQLite WAL now, Redis AOF in the background)
-        except Exception:  # noqa: BLE001 - the erasure stands; the next purge covers it
+            if self.state.offline_copy is not None:  # the run's offline copy (other hosts clean theirs at start)
+                offline = self.state.offline_copy.open()
+                try:
+                    offline.delete_user(user_id)
+                    offline.purge(wait=True)
+                finally:
+                    offline.close()
+        except Exception:  # noqa: BLE001 - the erasure stands; the next purge (or start) covers it
             log.exception("purge after erasing %r failed; run `personarec erasures --purge`", user_id)
             self.store.incr_stats({"purge_failures": 1})
 

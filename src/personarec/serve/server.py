@@ -42,25 +42,39 @@ def store_url(run_dir: Path, serve: ServeConfig, personas: PersonasConfig) -> St
     return StoreURL.parse("serving.db", run_dir) if offline.scheme == "parquet" else offline
 
 
-def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore, target: StoreURL) -> int:
-    """Copy the personas written offline (the run's SQLite file or parquet sink) into a different
-    serving store (e.g. Redis); version-guarded, so re-running it never replaces newer online personas,
-    and users erased in the serving store are skipped (this runs at every start)."""
+def offline_copy(run_dir: Path, personas: PersonasConfig, target: StoreURL) -> StoreURL | None:
+    """The run's offline persona store (SQLite file or parquet sink) when it is not the serving
+    store itself: a second copy of every persona, which erasure must reach too."""
     from personarec.personas.commands import store_url as personas_store
 
     source = personas_store(run_dir, personas.model_copy(update={"hindsight": False}))
     if source.scheme == "redis" or source == target or not source.exists():
+        return None
+    return source
+
+
+def import_offline_personas(run_dir: Path, personas: PersonasConfig, store: ServingStore, target: StoreURL) -> int:
+    """Copy the personas written offline into a different serving store (e.g. Redis);
+    version-guarded, so re-running it never replaces newer online personas. Users erased in the
+    serving store (through any API host) are deleted from this host's offline copy instead of
+    being copied back (this runs at every start)."""
+    source = offline_copy(run_dir, personas, target)
+    if source is None:
         return 0
     src = source.open()
-    n = 0
+    n = erased = 0
     try:
-        for user in src.user_ids():
+        for user in list(src.user_ids()):
             state = store.user_state(user)
             if state is not None and state.erased:
-                continue  # erased through the API: the offline copy must not bring them back
+                erased += src.delete_user(user)
+                continue
             p = src.get(user)
             if p is not None and store.put(p):
                 n += 1
+        if erased:
+            src.purge(wait=True)
+            log.info("erased %d users from the offline copy %s (erased through the API)", erased, source)
     finally:
         src.close()
     return n
@@ -161,7 +175,8 @@ def run_server(cfg: RunConfig, run_dir: Path, overrides: dict[str, Any] | None =
         sync_writer = build_writer(serve.writer, assets, personas, serve)
 
     pool = worker_pool(run_dir, serve, personas, url).start() if serve.workers else None
-    state = ApiState(store=store, assets=assets, config=serve, worker_pids=pool.pids if pool else None, sync_writer=sync_writer)
+    state = ApiState(store=store, assets=assets, config=serve, worker_pids=pool.pids if pool else None, sync_writer=sync_writer,
+                     offline_copy=offline_copy(run_dir, personas, url))  # fmt: skip
     app = create_app(state)
     server = uvicorn.Server(
         uvicorn.Config(app, host=serve.host, port=serve.port, log_level="warning", access_log=False, lifespan="off",
