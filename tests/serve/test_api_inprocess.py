@@ -78,3 +78,15 @@ def test_a_bug_is_a_500_with_a_request_id_and_a_store_outage_a_503(env, monkeypa
     monkeypatch.setattr(store, "get_edits", locked)
     r = client.get(f"/v1/users/{user}/recommendations")
     assert r.status_code == 503 and "store unavailable" in r.json()["detail"]
+
+
+def test_api_threads_reach_a_persona_models_base():
+    """serve.api_threads must bound the base model a persona model scores through, not only the
+    wrapper (SASRec sets torch's thread count from its own config on every call)."""
+    from personarec.recommend.base import build_recommender
+    from personarec.serve.assets import limit_model_threads
+
+    hybrid = build_recommender("persona_hybrid", {})
+    hybrid.base = build_recommender("sasrec", {"num_threads": 2})
+    limit_model_threads(hybrid, 1)
+    assert hybrid.base.config.num_threads == 1

@@ -407,10 +407,13 @@ def router(serving: Serving) -> APIRouter:
         be enabled in the config). Service key, admin, or the user's own token."""
         auth.authorize(who, "recommend", user_id)
         if not (sync_llm and state.sync_writer is not None):
-            return serving.recommendations(user_id, k, explore)
+            # scored on a worker thread: a slow request must not stall the event loop (and /healthz with it)
+            return await run_in_threadpool(serving.recommendations, user_id, k, explore)
         t0 = time.perf_counter()
         persona = await run_in_threadpool(state.write_persona_now, serving.live_history(user_id, full=True)[1])
-        return serving.recommendations(user_id, k, explore, persona=persona, sync_s=time.perf_counter() - t0)
+        return await run_in_threadpool(
+            lambda: serving.recommendations(user_id, k, explore, persona=persona, sync_s=time.perf_counter() - t0)
+        )
 
     @r.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"], responses=AUTH)
     def post_events(who: Caller, body: EventsIn) -> EventsAccepted:

@@ -134,3 +134,6 @@ def limit_model_threads(model: Recommender, threads: int) -> None:
     knob set it on every call)."""
     if "num_threads" in type(model.config).model_fields:
         model.config.num_threads = threads  # type: ignore[attr-defined]
+    base = getattr(model, "base", None)  # a persona model scores through its base model (e.g. SASRec)
+    if base is not None and base is not model and hasattr(base, "config"):
+        limit_model_threads(base, threads)
