@@ -23,7 +23,16 @@ from typing import Any
 
 import polars as pl
 
-from personarec.data.parsing import ReadReport, file_sha256, iter_lines, read_delimited, read_json_lines
+from personarec.data.parsing import (
+    ReadReport,
+    file_sha256,
+    is_unicode,
+    iter_lines,
+    read_delimited,
+    read_json_lines,
+    show_value,
+    unicode_text,
+)
 from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
@@ -90,7 +99,7 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, list):
         value = " ".join(str(v).strip() for v in value if str(v).strip())
-    text = html.unescape(str(value)).strip()
+    text = unicode_text(html.unescape(str(value))).strip()
     return text or None
 
 
@@ -105,15 +114,18 @@ def _parse_meta_line(line: str) -> dict[str, Any]:
 
 
 def _categories(value: Any) -> list[str]:
-    """2018: a flat list; 2014: a list of category paths (lists)."""
+    """2018: a flat list; 2014: a list of category paths (lists). Anything else that is not text
+    (a number, an object, deeper nesting) names no category."""
     if not value:
         return []
-    if isinstance(value, str):
-        return [value]
+    if not isinstance(value, list):
+        value = [value]
     flat: list[str] = []
     for entry in value:
         for name in entry if isinstance(entry, list) else [entry]:
-            name = html.unescape(str(name)).strip()
+            if not isinstance(name, str):
+                continue
+            name = unicode_text(html.unescape(name)).strip()
             if name and name not in flat:
                 flat.append(name)
     return flat
@@ -130,12 +142,15 @@ def read_metadata(path: str | Path, *, skip_bad_rows: bool = False, report: Read
         try:
             obj = _parse_meta_line(line)
             asin = obj.get("asin")
-            if not asin or not isinstance(asin, str):
-                raise ValueError(f"missing or empty 'asin'; fields found: {sorted(obj)}")
-        except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+            if not isinstance(asin, str) or not asin.strip():
+                found = [show_value(k, 40) for k in sorted(obj, key=str)][:20]
+                raise ValueError(f"missing or empty 'asin'; fields found: {found}")
+            if not is_unicode(asin):
+                raise ValueError("'asin' holds a lone surrogate")
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:  # TypeError: {[1]: 2}
             if not skip_bad_rows:
                 raise DataError(
-                    f"bad metadata line ({type(exc).__name__}: {str(exc)[:120]}); use --skip-bad-rows to skip it",
+                    f"bad metadata line ({type(exc).__name__}: {show_value(exc, 120)}); use --skip-bad-rows to skip it",
                     path=str(path),
                     line=lineno,
                 ) from None

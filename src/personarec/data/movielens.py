@@ -14,6 +14,8 @@ from personarec.data.parsing import ReadReport, file_sha256, read_delimited
 from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
+#: an event needs all four (the item id too: a blank one is a malformed row, not a null id)
+EVENT_FIELDS = ["user_id", "item_id", "rating", "timestamp"]
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
     "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -39,6 +41,7 @@ def load_ml100k(directory: str | Path, *, skip_bad_rows: bool = False, report: R
         columns={"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float32, "timestamp": pl.Int64},
         separator="\t",
         has_header=False,
+        required=EVENT_FIELDS,
         skip_bad_rows=skip_bad_rows,
         report=report,
     )
@@ -79,6 +82,7 @@ def read_ml1m_ratings(
         separator="::",
         has_header=False,
         encoding="latin-1",
+        required=EVENT_FIELDS,
         skip_bad_rows=skip_bad_rows,
         report=report,
     )
@@ -126,6 +130,7 @@ def _load_csv_release(
         columns={"userId": pl.Utf8, "movieId": pl.Utf8, "rating": pl.Float32, "timestamp": pl.Int64},
         separator=",",
         has_header=True,
+        required=["userId", "movieId", "rating", "timestamp"],
         skip_bad_rows=skip_bad_rows,
         report=report,
     ).rename({"userId": "user_id", "movieId": "item_id"})
@@ -150,11 +155,13 @@ def _load_csv_release(
             columns={"userId": pl.Utf8, "movieId": pl.Utf8, "tag": pl.Utf8, "timestamp": pl.Int64},
             separator=",",
             has_header=True,
+            required=["userId", "movieId", "timestamp"],
             skip_bad_rows=skip_bad_rows,
             report=report,
         )
         top_tags = (
             tags.with_columns(pl.col("tag").str.to_lowercase().str.strip_chars())
+            .filter(pl.col("tag").is_not_null() & (pl.col("tag") != ""))
             .group_by("movieId", "tag")
             .len()
             .sort(["movieId", "len", "tag"], descending=[False, True, False])

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import polars as pl
 
-from personarec.data.parsing import ReadReport, file_sha256, read_bytes
+from personarec.data.parsing import (
+    ReadReport,
+    file_sha256,
+    iter_lines,
+    read_bytes,
+    read_delimited,
+    show_value,
+    unicode_text,
+)
 from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
@@ -33,9 +41,10 @@ def read_user_sequences(
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=str(path))
-    lines = read_bytes(path).decode("utf8", errors="replace").splitlines()
+    lines = [line for _, line in iter_lines(read_bytes(path))]  # "\n"-separated, BOM dropped
     frame = pl.DataFrame({"line": pl.Series(lines, dtype=pl.Utf8)}).with_row_index("lineno", offset=1)
-    frame = frame.with_columns(pl.col("line").str.strip_chars().str.split(" ").list.filter(pl.element() != ""))
+    frame = frame.with_columns(pl.col("line").str.replace_all("\ufeff", " ", literal=True).str.extract_all(r"\S+"))
+    # ^ ids never hold whitespace, nor a BOM that concatenated files leave at a line start
     frame = frame.filter(pl.col("line").list.len() > 0)
     bad = frame.filter(pl.col("line").list.len() < 2)["lineno"].to_list()
     if bad:
@@ -65,33 +74,64 @@ def _token_seq(value: str | None) -> list[str]:
     text = value.strip()
     if text[0] in "'\"":
         parsed = ast.literal_eval("[" + text + "]")
-        names = [str(x) for x in parsed]
+        names = [x for x in parsed if isinstance(x, str)]
     else:  # RecBole's plain form: space-separated tokens
         names = text.split(" ")
     out: list[str] = []
     for name in names:
-        name = html.unescape(name).strip()
+        name = unicode_text(html.unescape(name)).strip()
         if name and name not in out:
             out.append(name)
     return out
 
 
-def read_recbole_items(path: str | Path) -> pl.DataFrame:
+def read_recbole_items(
+    path: str | Path, *, skip_bad_rows: bool = False, report: ReadReport | None = None
+) -> pl.DataFrame:
     """A RecBole atomic ``.item`` file -> catalogue columns (title, genres = category path, category,
-    brand). Typed headers (``title:token``) are read by name; HTML entities are decoded."""
+    brand). Typed headers (``title:token``) are read by name; HTML entities are decoded. Fields are
+    tab-separated and may be quoted (quoted titles may hold tabs or newlines)."""
     path = Path(path)
-    frame = pl.read_csv(path, separator="\t", quote_char="\"", infer_schema=False)  # quoted titles may hold tabs or newlines
-    frame = frame.rename({c: c.split(":", 1)[0] for c in frame.columns})
-    if "item_id" not in frame.columns:
-        raise DataError(f"no item_id column; columns found: {frame.columns}", path=str(path), line=1)
+    if not path.exists():
+        raise DataError("file not found", path=str(path))
+    if path.stat().st_size == 0:
+        raise DataError("file is empty", path=str(path))
+    try:
+        header = pl.read_csv(
+            path, separator="\t", quote_char='"', n_rows=0, infer_schema=False, encoding="utf8-lossy"
+        ).columns
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"cannot parse the header ({str(exc).splitlines()[0][:120]})", path=str(path), line=1) from None
+    names = [c.split(":", 1)[0] for c in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"duplicate column(s) {twice}; columns found: {header}", path=str(path), line=1)
+    if "item_id" not in names:
+        raise DataError(f"no item_id column; columns found: {header}", path=str(path), line=1)
+    frame = read_delimited(
+        path, {c: pl.Utf8 for c in header}, separator="\t", quote='"', required=[header[names.index("item_id")]],
+        skip_bad_rows=skip_bad_rows, report=report, with_line=True,
+    ).rename(dict(zip(header, names, strict=True)))  # fmt: skip
     cats: list[list[str]] = []
-    for lineno, value in enumerate(frame["categories"].to_list() if "categories" in frame.columns else [], 2):
+    bad: list[int] = []
+    values = frame["categories"].to_list() if "categories" in frame.columns else [None] * frame.height
+    for lineno, value in zip(frame["_line"].to_list(), values, strict=True):
         try:
             cats.append(_token_seq(value))
-        except (ValueError, SyntaxError) as exc:
-            raise DataError(f"bad categories field ({exc})", path=str(path), line=lineno) from None
-    if "categories" not in frame.columns:
-        cats = [[] for _ in range(frame.height)]
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+            if not skip_bad_rows:
+                why = f"{type(exc).__name__}: {show_value(exc, 120)}"
+                raise DataError(
+                    f"bad categories field ({why}); use --skip-bad-rows to skip it", path=str(path), line=lineno
+                ) from None
+            bad.append(lineno)
+            cats.append([])
+    if bad:
+        if report is not None:
+            report.add(path, bad)
+        keep = ~frame["_line"].is_in(bad)
+        frame = frame.filter(keep)
+        cats = [c for c, k in zip(cats, keep.to_list(), strict=True) if k]
 
     def text(col: str) -> pl.Series:
         if col not in frame.columns:
@@ -104,7 +144,7 @@ def read_recbole_items(path: str | Path) -> pl.DataFrame:
         "genres": pl.Series("genres", cats, dtype=pl.List(pl.Utf8)),
         "category": pl.Series("category", [" > ".join(c) if c else None for c in cats], dtype=pl.Utf8),
         "brand": text("brand"),
-    })  # fmt: skip
+    }).unique(subset="item_id", keep="first", maintain_order=True)  # fmt: skip
 
 
 def load_p5(directory: str | Path, *, skip_bad_rows: bool = False, report: ReadReport | None = None, name: str = "p5") -> Dataset:
@@ -120,7 +160,7 @@ def load_p5(directory: str | Path, *, skip_bad_rows: bool = False, report: ReadR
     if len(item_files) > 1:
         raise DataError(f"several RecBole item files in {directory}: {[p.name for p in item_files]}; keep one")
     if item_files:
-        items = read_recbole_items(item_files[0])
+        items = read_recbole_items(item_files[0], skip_bad_rows=skip_bad_rows, report=report)
         catalogue = catalogue.join(items, on="item_id", how="left", maintain_order="left")
         checksums[item_files[0].name] = file_sha256(item_files[0])
     return Dataset(

@@ -18,6 +18,7 @@ empty answers keep the keyword name and duplicates are resolved the same way.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -170,20 +171,43 @@ def make_unique(names: list[str], keywords: list[list[str]], sizes: np.ndarray, 
     return result
 
 
+#: Unicode categories a reader cannot see: controls, format characters (zero-width spaces, bidi
+#: overrides, the tag characters that can spell hidden instructions), private use, unassigned.
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cn", "Cs"})
+
+
+def visible(text: str) -> str:
+    """``text`` as one line of what a reader sees: invisible characters dropped, whitespace collapsed.
+
+    Catalogue text reaches cluster names, prompts and persona summaries; without this a title could
+    carry text the model reads but a person reviewing it does not (Unicode tag characters, bidi
+    overrides, zero-width joiners)."""
+    if not text.isprintable():
+        kept = (ch for ch in text if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE)
+        text = "".join(" " if ch.isspace() else ch for ch in kept)
+    return " ".join(text.split())
+
+
+def label(text: str) -> str:
+    """A catalogue label (cluster name, member title) as plain text: :func:`visible`, without the
+    angle brackets of markup and chat-template tokens (``<|im_start|>`` -> ``|im_start|``)."""
+    return " ".join(visible(text).replace("<", " ").replace(">", " ").split())
+
+
 _ARTICLE = re.compile(r"^(?P<rest>.+), (?P<art>The|A|An|Les|La|Le|Il|El|Das|Der|Die)$")
 
 
 def clean_title(title: str, limit: int = 32) -> str:
     """A member title as a person would say it: no year, "Usual Suspects, The" -> "The Usual
     Suspects", cut at a word boundary to ``limit`` characters."""
-    t = " ".join(_YEAR.sub(" ", str(title)).split()).strip(" -:,")
+    t = label(_YEAR.sub(" ", str(title))).strip(" -:,")
     m = _ARTICLE.match(t)
     if m:
         t = f"{m['art']} {m['rest']}"
     t = t.replace("(", "").replace(")", "")
     if len(t) > limit:
         t = t[:limit].rsplit(" ", 1)[0].rstrip(" -:,&") + "…"
-    return t or str(title)[:limit]
+    return t or label(str(title))[:limit]
 
 
 def representative_members(labels: np.ndarray, n_clusters: int, popularity: np.ndarray | None) -> list[list[int]]:
@@ -328,4 +352,5 @@ def name_clusters(
         if len(answers) != n_clusters:
             raise ValueError(f"rename hook returned {len(answers)} names for {n_clusters} clusters")
         names = validated_renames(names, answers, labels, terms, titles)
+    names = [label(n) for n in names]  # facets (genres, categories, brands) are catalogue text too
     return make_unique(names, keywords, sizes, facets, n_keywords), keywords

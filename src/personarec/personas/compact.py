@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from personarec.items.naming import visible
 from personarec.personas.backends.llamacpp_batch import (
     BatchDecoder,
     Choose,
@@ -42,9 +43,10 @@ from personarec.personas.backends.llamacpp_batch import (
 )
 from personarec.personas.config import PersonasConfig
 from personarec.personas.history import ClusterStat, PersonaContext
+from personarec.personas.prompts import plain_domain
 from personarec.personas.summary import compose_reason, compose_summary
 
-COMPACT_VERSION = "c2"
+COMPACT_VERSION = "c3"  # c3: invisible characters dropped from names
 HISTORY_CODES = "ABCDEFGH"  # at most 8 history clusters are listed
 CANDIDATE_CODES = "12345678"  # at most 8 explore candidates
 #: weight levels the model chooses from; turned into shares that sum to 1 in the record
@@ -52,8 +54,9 @@ LEVELS: dict[str, float] = {"high": 1.0, "mid": 0.5, "low": 0.25}
 
 
 def _clean(text: str, limit: int = 80) -> str:
-    """One line of catalogue text for the prompt: no newlines or angle brackets, bounded length."""
-    text = " ".join(str(text).split()).replace("<", "(").replace(">", ")")
+    """One line of catalogue text for the prompt: no newlines, invisible characters or angle
+    brackets (so no chat-template token), bounded length."""
+    text = visible(str(text)).replace("<", "(").replace(">", ")")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -112,7 +115,7 @@ class CompactPrompt:
     example_names: tuple[Sequence[str], Sequence[str]] | None = None  # (history names, candidate names)
 
     def prefix_messages(self) -> Messages:
-        msgs = [{"role": "system", "content": SYSTEM.format(domain=_clean(self.domain, 40))}]
+        msgs = [{"role": "system", "content": SYSTEM.format(domain=plain_domain(self.domain))}]
         if self.example_names is not None:
             history, candidates = self.example_names
             listed = [(n, c, s) for n, c, s in zip(history, (9, 4, 2), (0, 3, 11), strict=False)]

@@ -10,7 +10,11 @@ Item text is DATA, not instructions. Every title and cluster name is JSON-encode
 backslashes and newlines escaped) with ``<``/``>`` written as ``\\u003c``/``\\u003e``, inside a
 clearly delimited block that the system prompt declares as data, so a title such as
 "ignore previous instructions" or ``</history>`` can neither close the block nor change the
-output format (which constrained decoding fixes anyway).
+output format (which constrained decoding fixes anyway), and no chat-template token
+(``<|im_start|>``, ``</s>``) survives: every one needs an angle bracket. Titles and names are
+cut (``max_title_chars``, :data:`MAX_NAME_CHARS`) and lose invisible characters (zero-width,
+bidi overrides, Unicode tag characters: text the model would read but a reviewer would not);
+the domain, which comes from the catalogue's categories, is reduced to plain words.
 
 Bump :data:`PROMPT_VERSION` whenever the text changes: it is stored in every persona's provenance.
 """
@@ -22,10 +26,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from personarec.items.naming import visible
 from personarec.personas.config import PromptConfig
 from personarec.personas.history import ClusterStat, PersonaContext
 
-PROMPT_VERSION = "p1"
+PROMPT_VERSION = "p2"  # p2: invisible characters dropped, names capped, plain domain
+#: cluster names are catalogue labels; a hostile facet (brand, category) could still be long
+MAX_NAME_CHARS = 120
+DOMAIN_CHARS = 40
+DOMAIN_WORDS = 4
 
 TokenCounter = Callable[[str], int]
 
@@ -45,8 +54,20 @@ def quote_list(texts: Sequence[str]) -> str:
 
 
 def _cut(title: str, limit: int) -> str:
-    title = " ".join(title.split())  # newlines/tabs inside a title become spaces
+    title = visible(title)  # one line: newlines/tabs become spaces, invisible characters go
     return title if len(title) <= limit else title[: limit - 1] + "…"
+
+
+def _name(name: str) -> str:
+    return quote(_cut(name, MAX_NAME_CHARS))
+
+
+def plain_domain(domain: str) -> str:
+    """The catalogue's domain (``movie``, ``beauty``, ``tools & home improvement``) for a system
+    prompt, where nothing is quoted: letters, digits, spaces and ``&'-/``, at most
+    :data:`DOMAIN_WORDS` words and :data:`DOMAIN_CHARS` characters, so no sentence fits."""
+    words = "".join(ch if ch.isalnum() or ch in " &'-/" else " " for ch in visible(domain)).split()
+    return " ".join(words[:DOMAIN_WORDS])[:DOMAIN_CHARS].strip() or "item"
 
 
 DATA_RULE = (
@@ -101,7 +122,7 @@ class PromptBuilder:
     def _cluster_line(self, stat: ClusterStat, titles: Sequence[str], n_examples: int) -> str:
         ex = [_cut(titles[i], self.config.max_title_chars) for i in stat.examples[:n_examples]]
         tail = f", {quote_list(ex)}" if ex else ""
-        return f"[{quote(stat.name)}, {stat.count}, {stat.events_since}{tail}]"
+        return f"[{_name(stat.name)}, {stat.count}, {stat.events_since}{tail}]"
 
     def clustered_history(self, ctx: PersonaContext) -> tuple[str, list[ClusterStat]]:
         """The compact view: strongest clusters first within the token budget; returns listed stats."""
@@ -140,8 +161,8 @@ class PromptBuilder:
     def candidates_block(self, names: Sequence[str], sources: Sequence[str | None] | None = None) -> str:
         """Unseen candidate clusters; with ``sources``, one ``[candidate, reached from]`` line each."""
         if sources is None:
-            return "<candidates>" + quote_list(names) + "</candidates>"
-        lines = [f"[{quote(n)}, {quote(s) if s else 'null'}]" for n, s in zip(names, sources, strict=False)]
+            return "<candidates>[" + ", ".join(_name(n) for n in names) + "]</candidates>"
+        lines = [f"[{_name(n)}, {_name(s) if s else 'null'}]" for n, s in zip(names, sources, strict=False)]
         return (
             "<candidates columns=[cluster, users often came from]>\n" + "\n".join(lines) + "\n</candidates>"
         )
@@ -160,7 +181,7 @@ class PromptBuilder:
     # -- prompts -----------------------------------------------------------------------------
     def _system(self, template: str, max_interests: int, max_explore: int) -> str:
         return template.format(
-            domain=self.config.domain or "item", max_interests=max_interests, max_explore=max_explore
+            domain=plain_domain(self.config.domain or "item"), max_interests=max_interests, max_explore=max_explore
         )
 
     def persona(

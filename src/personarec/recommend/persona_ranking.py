@@ -15,13 +15,14 @@ scorer -> reranker -> list for evaluation and serving alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from personarec.errors import PersonarecError
 from personarec.items.space import ItemSpace
 from personarec.personas.schema import Persona, PersonaEdits
 from personarec.recommend.explain import Kind, added_topic_reason, describe, explore_reason, model_reason
@@ -72,10 +73,47 @@ class Profile:
     summary: str = ""
 
 
-def edit_profile(prof: Profile, edits: PersonaEdits | None, added_weight: float = 0.5) -> Profile:
+class UnknownTopicError(PersonarecError, ValueError):
+    """User-supplied topics (added or blocked) that are not catalogue cluster names."""
+
+    def __init__(self, topics: Sequence[str]) -> None:
+        shown = [_one_line(t) for t in topics[:5]]
+        more = f" (+{len(topics) - 5} more)" if len(topics) > 5 else ""
+        super().__init__(f"unknown topic(s) {shown}{more}: topics must be catalogue cluster names")
+        self.topics = list(topics)
+
+
+def _one_line(text: str, limit: int = 60) -> str:
+    """A topic as the error shows it: control and invisible characters escaped, cut to ``limit``."""
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unknown_topics(edits: PersonaEdits, topics: Collection[str]) -> list[str]:
+    """The added and blocked topics of ``edits`` that are not in ``topics`` (exact names), sorted."""
+    return sorted({t for t in [*edits.added_topics, *edits.blocked_topics] if t not in topics})
+
+
+def check_edits(edits: PersonaEdits, topics: Collection[str]) -> PersonaEdits:
+    """``edits`` if every added or blocked topic is a catalogue cluster name, else
+    :class:`UnknownTopicError`: free text a user types (or injects) never becomes a topic."""
+    bad = unknown_topics(edits, topics)
+    if bad:
+        raise UnknownTopicError(bad)
+    return edits
+
+
+def edit_profile(
+    prof: Profile, edits: PersonaEdits | None, added_weight: float = 0.5, topics: Collection[str] | None = None
+) -> Profile:
     """``prof`` with the user's edits applied: removed and blocked topics dropped, added topics
-    become interests (weight ``added_weight``), a summary override replaces the summary."""
+    become interests (weight ``added_weight``), a summary override replaces the summary. With
+    ``topics`` (the catalogue's cluster names), an added topic that is not one is ignored, so a
+    stored edit that predates the catalogue (or skipped :func:`check_edits`) never reaches a view."""
     edits = edits or PersonaEdits()
+    if topics is not None:
+        edits = edits.model_copy(update={"added_topics": [t for t in edits.added_topics if t in topics]})
     blocked = set(edits.blocked_topics) | prof.blocked
     removed = set(edits.removed_interests) | blocked
     out = Profile(
@@ -93,8 +131,13 @@ def edit_profile(prof: Profile, edits: PersonaEdits | None, added_weight: float 
     return out
 
 
-def apply_edits(persona: Persona | None, edits: PersonaEdits | None, added_weight: float = 0.5) -> Profile:
-    """The stored persona (or none yet) with the user's edits applied."""
+def apply_edits(
+    persona: Persona | None,
+    edits: PersonaEdits | None,
+    added_weight: float = 0.5,
+    topics: Collection[str] | None = None,
+) -> Profile:
+    """The stored persona (or none yet) with the user's edits applied (``topics``: see :func:`edit_profile`)."""
     base = Profile()
     if persona is not None:
         base = Profile(
@@ -102,7 +145,7 @@ def apply_edits(persona: Persona | None, edits: PersonaEdits | None, added_weigh
             explore=[(t.cluster, t.reason) for t in persona.explore],
             summary=persona.summary,
         )
-    return edit_profile(base, edits, added_weight)
+    return edit_profile(base, edits, added_weight, topics)
 
 
 def edited_persona(persona: Persona, prof: Profile) -> dict:

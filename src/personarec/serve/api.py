@@ -37,7 +37,14 @@ from personarec.serve.assets import ServingAssets
 from personarec.serve.auth import ApiKey, AuthError, Authenticator, Bearer, Principal
 from personarec.serve.config import ServeConfig
 from personarec.serve.queue import RefreshQueue
-from personarec.recommend.persona_ranking import Ranked, RankRequest, apply_edits, edited_persona
+from personarec.recommend.persona_ranking import (
+    Ranked,
+    RankRequest,
+    UnknownTopicError,
+    apply_edits,
+    check_edits,
+    edited_persona,
+)
 from personarec.personas.store.base import ServingStore, is_store_full, is_store_outage
 from personarec.serve.worker import LAG_BUCKETS
 
@@ -320,7 +327,7 @@ class Serving:
         persona = self.store.get(user_id)
         edits = self.store.get_edits(user_id) or PersonaEdits()
         last_seq = st.last_seq if st is not None else self.assets.base_len(user_id)
-        prof = apply_edits(persona, edits, self.assets.added_topic_weight)
+        prof = apply_edits(persona, edits, self.assets.added_topic_weight, topics=self.assets.cluster_index)
         return PersonaView(
             user_id=user_id, version=persona.version if persona else None, last_seq=last_seq,
             stale=persona is None or persona.version < last_seq,
@@ -330,10 +337,10 @@ class Serving:
 
     def put_edits(self, user_id: str, edits: PersonaEdits) -> PersonaView:
         self._known(user_id)
-        names = self.assets.cluster_index
-        bad = sorted({t for t in [*edits.added_topics, *edits.blocked_topics] if t not in names})
-        if bad:
-            raise ApiError(422, f"unknown topic(s) {bad}; valid topics are listed by GET /v1/topics")
+        try:
+            check_edits(edits, self.assets.cluster_index)  # free text never becomes a topic
+        except UnknownTopicError as exc:
+            raise ApiError(422, f"{exc}; valid topics are listed by GET /v1/topics") from None
         self.store.put_edits(user_id, edits)
         return self.view(user_id)
 
