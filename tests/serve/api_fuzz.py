@@ -16,8 +16,17 @@ _junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=T
 
 
 def event_bodies(users: list[str], items: list[str]) -> st.SearchStrategy[Any]:
-    """Mostly well-formed batches with hostile values, plus arbitrary JSON."""
-    event = st.fixed_dictionaries(
+    """Valid batches with hostile-but-legal values (new users with odd unicode ids, extreme
+    timestamps), batches mixing valid and malformed events, and arbitrary JSON."""
+    valid = st.fixed_dictionaries(
+        {
+            "user_id": st.one_of(st.sampled_from(users), st.text(st.characters(codec="utf-8"), min_size=1, max_size=128)),
+            "item_id": st.sampled_from(items),
+            "timestamp": st.integers(min_value=0, max_value=2**53),
+        },
+        optional={"rating": st.one_of(st.none(), st.floats(min_value=-1e6, max_value=1e6))},
+    )
+    hostile = st.fixed_dictionaries(
         {
             "user_id": st.one_of(st.sampled_from(users), _text, _junk),
             "item_id": st.one_of(st.sampled_from(items), _text, _junk),
@@ -25,8 +34,9 @@ def event_bodies(users: list[str], items: list[str]) -> st.SearchStrategy[Any]:
         },
         optional={"rating": st.one_of(st.floats(allow_nan=True, allow_infinity=True), _junk), "extra": _junk},
     )
-    batch = st.fixed_dictionaries({"events": st.lists(st.one_of(event, _junk), max_size=6)})
-    return st.one_of(batch, batch, batch, _junk, st.dictionaries(_text, _junk, max_size=3))
+    clean = st.fixed_dictionaries({"events": st.lists(valid, min_size=1, max_size=6)})
+    mixed = st.fixed_dictionaries({"events": st.lists(st.one_of(valid, hostile, _junk), max_size=6)})
+    return st.one_of(clean, mixed, _junk, st.dictionaries(_text, _junk, max_size=3))
 
 
 def edit_bodies(topics: list[str]) -> st.SearchStrategy[Any]:
