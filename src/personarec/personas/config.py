@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PromptConfig(BaseModel):
@@ -134,6 +134,18 @@ class PersonasConfig(BaseModel):
         240, ge=40, le=1200, description="cap on the summary in the output grammar"
     )
     reason_max_chars: int = Field(90, ge=20, le=300, description="cap on each explore reason in the grammar")
+    demographic_filter: Literal["replace", "reject", "off"] = Field(
+        "replace",
+        description="an LLM persona whose summary or explore reason holds a demographic word (gender, family, "
+        "age, occupation) that the user's own input does not hold: replace = that text is replaced by the "
+        "one composed from the persona's fields; reject = the attempt fails (retry, then the fallback); "
+        "off = not checked. Counted in the report (demographic_filtered) and the persona's provenance",
+    )
+    demographic_words: list[str] | None = Field(
+        None,
+        description="words/phrases the filter looks for (case-insensitive, whole words, plural s included); "
+        "None = the default lexicon of personas/privacy.py (every group)",
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     retry_temperature: float = Field(0.7, ge=0.0, le=2.0, description="temperature of retries (a new sample)")
     retries: int = Field(2, ge=0, le=10, description="extra attempts per user before the fallback persona")
@@ -145,3 +157,10 @@ class PersonasConfig(BaseModel):
         "parquet:///dir (a batch sink of parquet shards)",
     )
     seed: int | None = Field(None, description="sampling seed; None = the run seed")
+
+    @field_validator("demographic_words")
+    @classmethod
+    def _words_not_blank(cls, words: list[str] | None) -> list[str] | None:
+        if words is not None and any(not w.strip() for w in words):
+            raise ValueError("demographic_words: empty entry (an empty word would match nothing or everything)")
+        return words

@@ -8,6 +8,11 @@ latency), progress bar, resumable (a user whose stored persona already has this 
 skipped), and it never dies on one user: after ``1 + retries`` failed attempts (timeout/HTTP error,
 invalid JSON, refusal, schema or grounding violation) the user gets the deterministic fallback
 persona (``provenance.fallback = True``) and is listed in the report's failures.
+
+Every LLM-written persona passes the demographic filter (``personas.demographic_filter``,
+:mod:`personarec.personas.privacy`) before it leaves the engine, so the batch runners (local, Ray)
+and the serving refresh workers, which all call :meth:`PersonaEngine.personas_for` /
+:meth:`PersonaEngine.persona_for`, store only screened personas; what it did is counted.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from personarec.personas.compact import COMPACT_VERSION, CompactWriter
 from personarec.personas.config import PersonasConfig
 from personarec.personas.fallback import fallback_persona
 from personarec.personas.history import ContextBuilder, PersonaContext, UserHistory
+from personarec.personas.privacy import Finding, lexicon, screen, source_text
 from personarec.personas.prompts import PROMPT_VERSION, PromptBuilder
 from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
-from personarec.personas.summary import check_summary, compose_summary
+from personarec.personas.summary import check_summary, compose_reason, compose_summary
 from personarec.personas.teacher import Draft, OutputError, build_writer
 from personarec.personas.transitions import TransitionStats
 from personarec.personas.store.base import PersonaStore
@@ -73,6 +79,7 @@ class GenerationReport(BaseModel):
     prefix_tokens: int = 0  # compact: tokens of the shared prefix (evaluated once per decoder)
     summaries_composed: int = 0  # LLM personas whose summary is composed from the fields
     summaries_replaced: int = 0  # json: a model summary failed the consistency check and was replaced
+    demographic_filtered: int = 0  # users whose persona the demographic filter acted on (replaced or rejected)
     error_counts: dict[str, int] = Field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
@@ -119,6 +126,7 @@ class UserOutcome:
     errors: list[str] = field(default_factory=list)
     draft: Draft | None = None
     summary_replaced: bool = False
+    demographic_filtered: int = 0  # times the demographic filter acted (texts replaced or attempts rejected)
 
 
 class _Serialized(LLMBackend):
@@ -233,6 +241,7 @@ class PersonaEngine:
                     explore=[ExploreTopic(**e) for e in draft.payload["explore"]],
                     provenance=self._provenance(ctx, _merge(total, draft), out.attempts, format=self.format),
                 )
+                persona = self._screened(ctx, persona, out)
             except LLMError as exc:
                 out.errors.append(f"llm_error: {exc}")
             except OutputError as exc:
@@ -248,12 +257,62 @@ class PersonaEngine:
                 out.valid_outputs += 1
                 out.first_try_valid = attempt == 0
                 out.duplicates_removed = int(draft.steps.get("duplicates_removed", 0))
+                if out.demographic_filtered and not persona.provenance.demographic_filtered:  # a rejected attempt
+                    prov = persona.provenance.model_copy(update={"demographic_filtered": True})
+                    persona = persona.model_copy(update={"provenance": prov})
                 out.persona, out.status = self._checked_summary(ctx, persona, out), "generated"
                 return out
             _merge(total, draft)
-        out.persona = self._fallback_persona(ctx, total, out.attempts)
+        out.persona = self._fallback_persona(ctx, total, out.attempts, filtered=out.demographic_filtered > 0)
         return out
 
+    def _screened(self, ctx: PersonaContext, persona: Persona, out: UserOutcome) -> Persona:
+        """The demographic filter: a summary or explore reason holding a lexicon word that the user's
+        input does not hold is replaced by the text composed from the fields (``replace``), or the
+        attempt fails with ``OutputError("demographic")`` so that the retry / fallback path runs
+        (``reject``). Either way it is counted (``out.demographic_filtered``, an error line naming the
+        words, ``provenance.demographic_filtered``); the composed texts hold only catalogue names of
+        the user's context, so a replacement is clean unless a custom lexicon lists a word of the
+        fixed wording ("Mostly", "Also liked by people who like"): then the persona is rejected too."""
+        action = self.config.demographic_filter
+        if action == "off":
+            return persona
+        words = lexicon(self.config.demographic_words)
+        source = source_text(ctx)
+        finding = screen(persona.summary, [e.reason for e in persona.explore], source, words)
+        if not finding:
+            return persona
+        out.demographic_filtered += 1
+        if action == "replace":
+            replaced = self._replaced(ctx, persona, finding)
+            again = screen(replaced.summary, [e.reason for e in replaced.explore], source, words)
+            if not again:
+                out.errors.append(f"demographic: replaced, {finding.detail()}")
+                return replaced
+            finding = again
+        raise OutputError("demographic", f"rejected, {finding.detail()}")
+
+    def _replaced(self, ctx: PersonaContext, persona: Persona, finding: Finding) -> Persona:
+        """``persona`` with each flagged text replaced by its composed form (flagged in provenance)."""
+        cfg = self.config
+        update: dict[str, Any] = {}
+        if "summary" in finding.fields:
+            interests = [i.model_dump() for i in persona.interests]
+            explore = [e.model_dump() for e in persona.explore]
+            update["summary"] = compose_summary(interests, explore, ctx, cfg.summary_max_chars)
+        sources = {ctx.fine_names[c]: ctx.source_name(r) for r, c in enumerate(ctx.candidates)}
+        explore = [
+            e.model_copy(update={"reason": compose_reason(sources.get(e.cluster), cfg.reason_max_chars)})
+            if f"reason:{j}" in finding.fields
+            else e
+            for j, e in enumerate(persona.explore)
+        ]
+        update["explore"] = explore
+        prov: dict[str, Any] = {"demographic_filtered": True}
+        if "summary" in update:
+            prov["summary_source"] = "composed"
+        update["provenance"] = persona.provenance.model_copy(update=prov)
+        return persona.model_copy(update=update)
 
     def _checked_summary(self, ctx: PersonaContext, persona: Persona, out: UserOutcome) -> Persona:
         """A model-written summary that disagrees with the fields is replaced by the composed one."""
@@ -267,12 +326,18 @@ class PersonaEngine:
         prov = persona.provenance.model_copy(update={"summary_source": "composed"})
         return persona.model_copy(update={"summary": summary, "provenance": prov})
 
-    def _fallback_persona(self, ctx: PersonaContext, draft: Draft, attempts: int) -> Persona:
-        prov = self._provenance(ctx, draft, attempts, format=self.format, summary_source="composed")
+    def _fallback_persona(
+        self, ctx: PersonaContext, draft: Draft, attempts: int, *, filtered: bool = False
+    ) -> Persona:
+        """The statistics-only persona (not screened: its text is catalogue names in fixed wording)."""
+        prov = self._provenance(
+            ctx, draft, attempts, format=self.format, summary_source="composed", demographic_filtered=filtered
+        )
         return fallback_persona(ctx, prov, self.config.max_interests, self.config.max_explore)
 
-    def _fallback(self, ctx: PersonaContext, errors: list[str]) -> UserOutcome:
-        return UserOutcome(self._fallback_persona(ctx, Draft(payload={}), 1), "fallback", attempts=1, errors=errors)
+    def _fallback(self, ctx: PersonaContext, errors: list[str], *, filtered: bool = False) -> UserOutcome:
+        persona = self._fallback_persona(ctx, Draft(payload={}), 1, filtered=filtered)
+        return UserOutcome(persona, "fallback", attempts=1, errors=errors, demographic_filtered=int(filtered))
 
     def personas_for(self, contexts: Sequence[PersonaContext]) -> list[UserOutcome]:
         """Write personas for several users: batched with the compact writer, one by one otherwise.
@@ -334,7 +399,13 @@ class PersonaEngine:
             except (ValueError, ValidationError) as exc:  # cannot happen by construction; counted if it does
                 outs.append(self._fallback(ctx, [f"schema: {exc}"]))
                 continue
-            outs.append(UserOutcome(persona, "generated", attempts=1, outputs=1, valid_outputs=1, first_try_valid=True))
+            out = UserOutcome(None, "generated", attempts=1, outputs=1, valid_outputs=1, first_try_valid=True)
+            try:
+                out.persona = self._screened(ctx, persona, out)
+            except OutputError as exc:  # rejected by the demographic filter: no retry in a batch, the fallback
+                out = self._fallback(ctx, [str(exc)], filtered=True)
+                out.outputs = 1
+            outs.append(out)
         return outs
 
 
@@ -467,6 +538,7 @@ class ReportRecorder:
         report.first_try_valid += int(out.first_try_valid)
         report.duplicates_removed += out.duplicates_removed
         report.summaries_replaced += int(out.summary_replaced)
+        report.demographic_filtered += int(out.demographic_filtered > 0)
         if out.status == "generated" and out.persona is not None:
             report.summaries_composed += int(out.persona.provenance.summary_source == "composed")
         for e in out.errors:

@@ -53,7 +53,10 @@ from personarec.personas.schema import Persona
 from personarec.personas.store.base import PersonaStore
 from personarec.personas.transitions import TransitionStats
 
-OUTCOME_FIELDS = ("attempts", "outputs", "valid_outputs", "first_try_valid", "duplicates_removed", "summary_replaced")
+OUTCOME_FIELDS = (
+    "attempts", "outputs", "valid_outputs", "first_try_valid", "duplicates_removed", "summary_replaced",
+    "demographic_filtered",
+)  # fmt: skip
 
 
 def outcome_row(user_id: str, out: UserOutcome, engine: PersonaEngine) -> str:

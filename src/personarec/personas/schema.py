@@ -47,6 +47,11 @@ class Provenance(BaseModel):
     summary_source: str = Field(
         "model", description="model: written by the LLM and checked; composed: built from the fields"
     )
+    demographic_filtered: bool = Field(
+        False,
+        description="the demographic filter acted on this user's persona: a summary or reason replaced, or an "
+        "attempt rejected (personas/privacy.py)",
+    )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
