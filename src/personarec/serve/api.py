@@ -16,10 +16,12 @@ the log repeats next to the traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -155,6 +157,10 @@ class ApiState:
         self.events_in = Counter("personarec_events", "events accepted", registry=self.registry)
         self.registry.register(StoreCollector(self.store))
         self._sync_lock = threading.Lock()
+        # requests are scored off the event loop (a slow one must not stall /healthz) on a bounded
+        # pool: serve.api_threads threads, each using one torch thread, so the API's CPU and memory
+        # (one malloc arena and torch state per thread) stay bounded whatever the concurrency
+        self.scoring = ThreadPoolExecutor(max_workers=self.config.api_threads, thread_name_prefix="score")
 
     def write_persona_now(self, history: Any) -> Persona:
         """Benchmark-only ``sync_llm``: write the persona on the request path (one at a time)."""
@@ -414,12 +420,11 @@ def router(serving: Serving) -> APIRouter:
         be enabled in the config). Service key, admin, or the user's own token."""
         auth.authorize(who, "recommend", user_id)
         if not (sync_llm and state.sync_writer is not None):
-            # scored on a worker thread: a slow request must not stall the event loop (and /healthz with it)
-            return await run_in_threadpool(serving.recommendations, user_id, k, explore)
+            return await asyncio.get_running_loop().run_in_executor(state.scoring, serving.recommendations, user_id, k, explore)
         t0 = time.perf_counter()
         persona = await run_in_threadpool(state.write_persona_now, serving.live_history(user_id, full=True)[1])
-        return await run_in_threadpool(
-            lambda: serving.recommendations(user_id, k, explore, persona=persona, sync_s=time.perf_counter() - t0)
+        return await asyncio.get_running_loop().run_in_executor(
+            state.scoring, lambda: serving.recommendations(user_id, k, explore, persona=persona, sync_s=time.perf_counter() - t0)
         )
 
     @r.post("/v1/events", status_code=202, response_model=EventsAccepted, tags=["events"], responses=AUTH)

@@ -30,7 +30,7 @@ class ServeConfig(BaseModel):
     backend: str | None = Field(None, description="LLM backend (None = personas.backend)")
     backend_config: dict[str, Any] | None = Field(None, description="backend config (None = personas.backend_config)")
     llm_threads: int = Field(1, ge=1, description="CPU threads per worker's embedded LLM")
-    api_threads: int = Field(1, ge=1, description="torch threads of the API process (model scoring per request)")
+    api_threads: int = Field(1, ge=1, description="threads that score requests in the API process, one torch thread each")
     worker_nice: int = Field(10, ge=0, le=19, description="workers run at lower CPU priority than the API")
     stale_after_s: float | None = Field(
         None, gt=0, description="a persona older than this is refreshed on read even without new events"
