@@ -37,7 +37,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# the fast lane (< 3 min): everything but the slow, LLM and demo tests
+# the fast lane (about 3 min): everything but the slow, LLM and demo tests
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not llm and not demo"
 
