@@ -45,12 +45,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))  # tests.serve.*: the fault cases, the run-dir fixture, redis-server
 
 
-def update(key: str, value: dict) -> None:
-    """Read-modify-write one key of trust.json (other parts own the other keys)."""
-    data = json.loads(OUT.read_text()) if OUT.exists() else {}
-    data[key] = value
-    data.setdefault("commands", {})[key] = f".venv/bin/python benchmarks/trust.py --parts {key}"
-    OUT.write_text(json.dumps(data, indent=2) + "\n")
+def update(key: str, value: dict, *, out: Path = OUT, merge: bool = False) -> None:
+    """Read-modify-write one key of ``out`` (other parts own the other keys; ``merge`` keeps the
+    key's fields that ``value`` does not set), written whole through a temporary file. Every part's
+    standalone script writes through here too."""
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data[key] = {**data.get(key, {}), **value} if merge else value
+    data.setdefault("commands", {}).setdefault(key, f".venv/bin/python benchmarks/trust.py --parts {key}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(out)
 
 
 def _run_dir(tmp: Path):

@@ -13,7 +13,6 @@ with its type and message. Bugs are counted, not raised, so every case runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -94,11 +93,10 @@ def main() -> None:
         },  # fmt: skip
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    from trust import update
+
     out = RESULTS / "trust.json"
-    data = json.loads(out.read_text()) if out.exists() else {}  # other parts own the other keys
-    data["fuzz"] = result
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    update("fuzz", result, out=out, merge=True)  # the events-API figures of `trust.py --parts fuzz` stay
     for loader, v in loaders.items():
         print(f"{loader:8s} tried {v['tried']:5d}  ok {v['ok']:5d}  clear_error {v['clear_error']:5d}  bugs {len(v['bugs'])}")
     print(f"wrote {out} (key 'fuzz') in {result['seconds']} s")

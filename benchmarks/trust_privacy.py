@@ -516,11 +516,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="300 users, 200 resamples (writes trust_quick.json)")
     args = ap.parse_args()
     result = run(quick=args.quick)
+    from trust import update
+
     out = RESULTS / ("trust_quick.json" if args.quick else "trust.json")
-    data = json.loads(out.read_text()) if out.exists() else {}  # other parts own the other keys
-    data["privacy"] = result
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2) + "\n")
+    update("privacy", result, out=out)
     r = result["results"]["real"]
     for target in ("gender", "age_macro"):
         row = r[target]

@@ -557,12 +557,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = run(args.duration, args.rps, args.store, args.workers, tuple(args.restart_every), args.sample_every, args.seed,
                  plot_path=args.out.parent / "trust_soak.png")  # fmt: skip
-    data = json.loads(args.out.read_text()) if args.out.exists() else {}  # other parts own the other keys
+    from trust import update
+
     result["command"] = ".venv/bin/python benchmarks/trust_soak.py " + " ".join(sys.argv[1:])
-    data["soak"] = result
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(args.out)
+    update("soak", result, out=args.out)
     print(json.dumps({k: v for k, v in result.items() if k not in ("windows", "rss_over_time")}, indent=2))
 
 

@@ -234,7 +234,7 @@ def _llm_fault(case, run_dir, tmp, users, db, items, backend, sets, llama) -> Fa
 
     if llama is not None:
         backend["timeout_s"] = 120.0
-    with (_as_pair(nullcontext(llama.url)) if llama else _as_pair(fault_llm(case, delay_s=3.0))) as (base, _):
+    with (nullcontext(llama.url) if llama else fault_llm(case, delay_s=3.0)) as base:
         sets.append(f"serve.backend_config={json.dumps({**backend, 'base_url': base})}")
         srv = ServerProcess(run_dir, args=["--workers", "1", "--writer", "llm", "--store", f"sqlite:///{db}"], sets=sets,
                             log_path=tmp / f"serve-{case}.log").start(timeout_s=180)  # fmt: skip
@@ -275,12 +275,6 @@ def _llm_fault(case, run_dir, tmp, users, db, items, backend, sets, llama) -> Fa
         finally:
             assert srv.stop() == 0, srv.log()[-3000:]
     return out
-
-
-@contextmanager
-def _as_pair(cm) -> Iterator[tuple[str, None]]:
-    with cm as base:
-        yield base, None
 
 
 # -- store faults ---------------------------------------------------------------------------------
