@@ -220,7 +220,8 @@ def llm_fault(case: str, run_dir: Path, tmp: Path, users: list[str], items: list
     db = tmp / f"llm-{case}.db"
     backend = {"timeout_s": 1.0, "max_retries": 1, "backoff_s": 0.05}
     sets = [*QUICK, "serve.backend=openai", "personas.retries=1", "personas.max_tokens=120", "serve.queue.lease_s=60",
-            "serve.queue.retry_backoff_s=0.5", "serve.queue.max_attempts=6"]  # fmt: skip
+            "serve.queue.retry_backoff_s=0.5", "serve.queue.max_attempts=6",
+            "serve.shutdown_grace_s=10"]  # a worker inside a slow LLM call must not outlast ServerProcess.stop's 60 s  # fmt: skip
     llama = LlamaServer(gguf).start() if case == "killed" else None
     try:
         return _llm_fault(case, run_dir, tmp, users, db, items, backend, sets, llama)
