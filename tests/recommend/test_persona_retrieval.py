@@ -210,7 +210,7 @@ def test_score_is_a_full_matrix_with_the_slots_on_top(w):
     users = np.arange(5)
     scores = model.score(users, history)
     assert scores.shape == (5, split.n_items) and scores.dtype == np.float32 and np.isfinite(scores).all()
-    lists = model._heads(model.requests_for(users, history))
+    lists = model._heads(model.requests_for(users, history), True)
     for row, (slots, _) in enumerate(lists):
         order = np.argsort(-scores[row], kind="stable")
         np.testing.assert_array_equal(order[: len(slots)], [r.item for r in slots])
@@ -227,7 +227,7 @@ def test_seen_items_never_recommended(w, table, kind):
         items, _ = top(model, users, history, 30)
         for u in users:
             assert not set(items[u]) & set(history[u].tolist())
-        for u, (slots, _) in zip(users, model._heads(model.requests_for(users, history)), strict=True):  # nor in the head
+        for u, (slots, _) in zip(users, model._heads(model.requests_for(users, history), True), strict=True):  # nor in the head
             assert not {r.item for r in slots} & set(history[u].tolist())
 
 

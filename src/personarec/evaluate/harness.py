@@ -232,7 +232,7 @@ def evaluate_models(
     from personarec.cli_common import progress
 
     for name, model in models.items():
-        pipeline = RankingPipeline(model)  # the lists the API serves, without their reasons
+        pipeline = RankingPipeline(model, exclude_seen=exclude)  # the lists the API serves, without reasons
         recs = np.empty((len(users), kmax), dtype=np.int32)
         columns: dict[str, list[np.ndarray]] = {}
         rank_s = metric_s = 0.0

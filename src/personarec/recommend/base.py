@@ -64,6 +64,9 @@ class Recommender(ABC):
     def __init__(self, config: RecommenderConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         self.n_items: int = 0
+        #: whether a user's seen items are masked from this model's lists: the protocol card of the
+        #: split it was fitted on decides (validation, rerankers and serving all follow it)
+        self.exclude_seen: bool = True
 
     # -- config round-trip ---------------------------------------------------------------
     @classmethod
@@ -80,7 +83,12 @@ class Recommender(ABC):
         """Write the model to directory ``path``: ``config.json`` (name + config) and its state."""
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {"name": self.name, "n_items": self.n_items, "config": self.config.model_dump(mode="json")}
+        meta = {
+            "name": self.name,
+            "n_items": self.n_items,
+            "exclude_seen": self.exclude_seen,
+            "config": self.config.model_dump(mode="json"),
+        }
         (d / "config.json").write_text(json.dumps(meta, indent=2))
         self._save_state(d)
         return d
@@ -94,6 +102,7 @@ class Recommender(ABC):
             raise ConfigError(f"{d} holds a {meta['name']!r} model, not {cls.name!r}")
         model = cls.from_config(meta["config"])
         model.n_items = int(meta["n_items"])
+        model.exclude_seen = bool(meta.get("exclude_seen", True))  # saved before the card decided: masked
         model._load_state(d)
         return model
 
@@ -109,9 +118,12 @@ class Recommender(ABC):
         """Learn from ``split.train`` (``split.valid`` may be used for early stopping).
 
         ``context`` (or keyword ``artifacts``, the same :class:`FitContext` field names) carries
-        the shared artifacts some models use and others ignore.
+        the shared artifacts some models use and others ignore. The split's protocol card decides
+        whether seen items are masked (:attr:`exclude_seen`), for validation as for ranking.
         """
-        return self._fit(split, FitContext.of(context, **artifacts))
+        ctx = FitContext.of(context, **artifacts)
+        self.exclude_seen = bool(split.protocol.exclude_seen)
+        return self._fit(split, ctx)
 
     @abstractmethod
     def _fit(self, split: Split, ctx: FitContext) -> Self:
@@ -137,6 +149,16 @@ def mask_seen(scores: np.ndarray, users: np.ndarray, history: UserSequences) -> 
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     cols = history.items[np.repeat(starts, lengths) + offsets]
     scores[rows, cols] = -np.inf
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each row's ``targets`` item in ``scores`` under :func:`top_k`'s tie-break
+    (higher score first, ties to the lower item index), so that validation ranks exactly as the
+    evaluated lists do: an item tied with the target counts ahead of it only if its index is lower."""
+    rows = np.arange(len(targets))
+    target_score = scores[rows, targets][:, None]
+    lower_index = np.arange(scores.shape[1])[None, :] < np.asarray(targets)[:, None]
+    return ((scores > target_score) | ((scores == target_score) & lower_index)).sum(axis=1)
 
 
 def history_matrix(users: np.ndarray, history: UserSequences, n_items: int) -> sp.csr_matrix:

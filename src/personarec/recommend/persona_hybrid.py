@@ -53,15 +53,15 @@ class PersonaHybrid(PersonaModel):
     def _model_reason(self) -> str:
         return model_reason(self.base.name if self.base is not None else None)
 
-    def ranking_config(self) -> RankingConfig:
-        return RankingConfig(interest_boost=self.cfg.interest_boost, exclude_seen=self.cfg.exclude_seen)
+    def ranking_config(self, exclude_seen: bool | None = None) -> RankingConfig:
+        return RankingConfig(interest_boost=self.cfg.interest_boost, exclude_seen=self.masks_seen(exclude_seen))
 
-    def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
+    def _heads(self, requests: list[RankRequest], exclude_seen: bool) -> list[tuple[list[Ranked], np.ndarray]]:
         assert self.space is not None and self.base is not None, "fit or load the model first"
         rows, history = UserSequences.at_rows([r.user_idx for r in requests], [r.items for r in requests])
         base_scores = np.asarray(self.base.score(rows, history), dtype=np.float32)
         z = percentile(base_scores)
-        rc, by_name = self.ranking_config(), self.space.cluster_by_name()
+        rc, by_name = self.ranking_config(exclude_seen), self.space.cluster_by_name()
         out = []
         for b, request in enumerate(requests):
             prof = self.shaped_profile(request)

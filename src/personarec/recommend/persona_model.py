@@ -64,8 +64,10 @@ class PersonaModelConfig(RecommenderConfig):
     explore_quota: float = Field(
         0.2, ge=0.0, le=1.0, description="share of list slots given to explore clusters"
     )
-    exclude_seen: bool = Field(
-        True, description="never put an item of the history into the persona-shaped list"
+    exclude_seen: bool | None = Field(
+        None,
+        description="never put an item of the history into the list; None = as the protocol card of the "
+        "split says (true/false must agree with the card: a fit against it is an error, never a silent change)",
     )
     persona: dict[str, Any] = Field(
         default_factory=dict,
@@ -120,6 +122,12 @@ class PersonaModel(Recommender):
             raise ConfigError(f"{self.name} needs the item space: fit(split, items=ItemSpace)")
         if space.n_items != split.n_items:
             raise ConfigError(f"item space has {space.n_items} items, the split {split.n_items}")
+        if self.cfg.exclude_seen is not None and self.cfg.exclude_seen != split.protocol.exclude_seen:
+            card = "excluded" if split.protocol.exclude_seen else "kept"
+            raise ConfigError(
+                f"{self.name}.exclude_seen = {str(self.cfg.exclude_seen).lower()} but the protocol card has seen "
+                f"items {card}: the card decides; drop the setting or change split.exclude_seen"
+            )
         self.n_items = split.n_items
         self.space = space
         self.user_ids = np.asarray(split.user_ids, dtype=object)
@@ -217,17 +225,26 @@ class PersonaModel(Recommender):
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
         return self.score_requests(self.requests_for(users, history))[0]
 
+    def masks_seen(self, exclude_seen: bool | None = None) -> bool:
+        """Whether seen items are kept out of the persona-shaped list: the caller's protocol
+        (``exclude_seen``, e.g. an evaluation's card) else the card the model was fitted on."""
+        return self.exclude_seen if exclude_seen is None else bool(exclude_seen)
+
     def score_sequence(self, items: np.ndarray) -> np.ndarray:
         """A live sequence of a user this model has no persona for: the fallback persona."""
         return self.score_requests([RankRequest(user_id="", items=np.asarray(items, dtype=np.int32))])[0][0]
 
-    def score_requests(self, requests: list[RankRequest]) -> tuple[np.ndarray, list[list[Ranked]]]:
-        """Full score rows (the persona-shaped head first, in order) and the head's records."""
-        heads = self._heads(requests)
+    def score_requests(
+        self, requests: list[RankRequest], exclude_seen: bool | None = None
+    ) -> tuple[np.ndarray, list[list[Ranked]]]:
+        """Full score rows (the persona-shaped head first, in order) and the head's records;
+        ``exclude_seen`` None = the fitted card's seen-item rule (:meth:`masks_seen`)."""
+        heads = self._heads(requests, self.masks_seen(exclude_seen))
         return self._scores_from(heads), [slots for slots, _ in heads]
 
-    def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
-        """Per request: the persona-shaped head (Ranked records) and the order key of all items."""
+    def _heads(self, requests: list[RankRequest], exclude_seen: bool) -> list[tuple[list[Ranked], np.ndarray]]:
+        """Per request: the persona-shaped head (Ranked records, seen items out of it when
+        ``exclude_seen``) and the order key of all items."""
         raise NotImplementedError
 
     def _scores_from(self, lists: list[tuple[list[Ranked], np.ndarray]]) -> np.ndarray:

@@ -41,7 +41,11 @@ class RankingConfig(BaseModel):
         description="added to the model's percentile rank (0..1) x interest weight of the item's cluster; 0 keeps the model's exploit order",
     )
     added_topic_weight: float = Field(0.5, ge=0.0, le=1.0, description="interest weight of a topic the user added")
-    exclude_seen: bool = Field(True, description="never recommend an item already in the history")
+    exclude_seen: bool | None = Field(
+        None,
+        description="never recommend an item already in the history (None = as the protocol card the model "
+        "was trained under says; true/false overrides it for serving)",
+    )
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ def _exploit_scores(
     s[~np.isfinite(s)] = -np.inf
     z = percentile(s)[0]
     z[~np.isfinite(s)] = -np.inf
-    if config.exclude_seen and len(seen):
+    if config.exclude_seen is not False and len(seen):  # unresolved (None) masks: the safe side
         z[seen[(seen >= 0) & (seen < len(s))]] = -np.inf
     z[topic_mask(space, prof.blocked, by_name)[space.fine]] = -np.inf
     weight = np.zeros(space.n_fine, dtype=np.float32)

@@ -190,7 +190,7 @@ class PersonaRetrieval(PersonaModel):
             mix = mix + w_base * percentile(self.base.score(rows, history))
         return mix, pop
 
-    def _heads(self, requests: list[RankRequest]) -> list[tuple[list[Ranked], np.ndarray]]:
+    def _heads(self, requests: list[RankRequest], exclude_seen: bool) -> list[tuple[list[Ranked], np.ndarray]]:
         import faiss
 
         assert self.space is not None and self.index is not None, "fit or load the model first"
@@ -208,7 +208,7 @@ class PersonaRetrieval(PersonaModel):
         # items are needed from it, so the search asks for want + (seen items of that cluster)
         rows_user, rows_cluster, rows_want, rows_k = [], [], [], []
         for b, (interests, explore, share) in enumerate(plans):
-            seen_counts = np.bincount(space.fine[seqs[b]], minlength=space.n_fine) if cfg.exclude_seen else None
+            seen_counts = np.bincount(space.fine[seqs[b]], minlength=space.n_fine) if exclude_seen else None
             total = sum(w for _, w in interests) or 1.0
             budget = cfg.per_cluster * len(interests)
             wanted = [(c, max(1, int(round(budget * w / total)))) for c, w in interests]
@@ -228,7 +228,7 @@ class PersonaRetrieval(PersonaModel):
         out = []
         for b, (prof, plan) in enumerate(zip(shaped, plans, strict=True)):
             excluded = np.zeros(self.n_items, dtype=bool)
-            if cfg.exclude_seen:
+            if exclude_seen:
                 excluded[seqs[b]] = True
             excluded |= topic_mask(space, prof.blocked, by_name)[space.fine]
             slots = self._layout(prof, plan, per_user[b], mix[b], excluded)

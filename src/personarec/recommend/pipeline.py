@@ -8,7 +8,10 @@ Stages (LensKit's scorer -> ranker -> reranker, as one object that both entry po
    (exploit boost, explore quota, user edits) is part of the model, so the list evaluation measured
    is the list serving shows. Plain models score the history as a sequence.
 2. **select**: seen items (unless the protocol keeps them) and the user's blocked topics are
-   removed, then a deterministic top-k (ties to the lower item index).
+   removed, then a deterministic top-k (ties to the lower item index). One seen-item rule per
+   pipeline: the protocol card the model was fitted under (``model.exclude_seen``), unless the
+   caller (an evaluation under another card, ``serve.ranking.exclude_seen``) sets it; persona
+   rerankers follow the same rule, so no stage masks what another keeps.
 3. **explain**: each item gets its kind and one-line reason (:mod:`personarec.recommend.explain`).
 
 A plain model asked for an explore share (``RankRequest.explore > 0``, e.g. ``?explore=0.2``) gets
@@ -37,16 +40,26 @@ class RankingPipeline:
     """The one path from histories to ranked lists (see the module docstring)."""
 
     def __init__(
-        self, model: Recommender, space: ItemSpace | None = None, ranking: RankingConfig | None = None
+        self,
+        model: Recommender,
+        space: ItemSpace | None = None,
+        ranking: RankingConfig | None = None,
+        *,
+        exclude_seen: bool | None = None,
     ) -> None:
         """``space``: the catalogue's clusters (reasons, blocked topics); persona models bring their
-        own. Evaluation needs none: it asks for item indices only."""
+        own. Evaluation needs none: it asks for item indices only. ``exclude_seen``: the seen-item
+        rule (None = ``ranking.exclude_seen`` if set, else the model's fitted protocol card)."""
         space = space if space is not None else getattr(model, "space", None)
         if space is not None and model.n_items != space.n_items:
             raise ConfigError(f"model {model.name!r} scores {model.n_items} items, the item space has {space.n_items}")
         self.model = model
         self._space = space
-        self.ranking = ranking or RankingConfig()
+        ranking = ranking or RankingConfig()
+        if exclude_seen is None:
+            exclude_seen = model.exclude_seen if ranking.exclude_seen is None else ranking.exclude_seen
+        self.exclude_seen = bool(exclude_seen)
+        self.ranking = ranking.model_copy(update={"exclude_seen": self.exclude_seen})
         self.by_name = space.cluster_by_name() if space is not None else {}
         #: persona models: how many evaluated lists (top_items) used an LLM persona vs the fallback
         self.persona_sources: Counter[str] = Counter()
@@ -79,19 +92,24 @@ class RankingPipeline:
         return [RankRequest(user_id=str(u), items=history[int(u)], user_idx=int(u)) for u in users]
 
     # -- stages 1-2 ------------------------------------------------------------------------------
-    def score(self, requests: Sequence[RankRequest]) -> tuple[np.ndarray, list[list[Ranked]]]:
-        """Score rows ``[len(requests), n_items]`` and, for persona models, each list's head."""
+    def score(
+        self, requests: Sequence[RankRequest], *, exclude_seen: bool | None = None
+    ) -> tuple[np.ndarray, list[list[Ranked]]]:
+        """Score rows ``[len(requests), n_items]`` and, for persona models, each list's head
+        (built under ``exclude_seen``, None = the pipeline's rule)."""
         requests = list(requests)
         if isinstance(self.model, PersonaModel):
-            return self.model.score_requests(requests)
+            return self.model.score_requests(requests, self.exclude_seen if exclude_seen is None else exclude_seen)
         rows, history = UserSequences.at_rows([r.user_idx for r in requests], [r.items for r in requests])
         scores = np.asarray(self.model.score(rows, history), dtype=np.float32)
         return scores, [[] for _ in requests]
 
     def select(
-        self, scores: np.ndarray, requests: Sequence[RankRequest], k: int, *, exclude_seen: bool = True
+        self, scores: np.ndarray, requests: Sequence[RankRequest], k: int, *, exclude_seen: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` per row after removing seen items and blocked topics (in place on ``scores``)."""
+        """Top-``k`` per row after removing seen items (``exclude_seen`` None = the pipeline's rule)
+        and blocked topics (in place on ``scores``)."""
+        exclude_seen = self.exclude_seen if exclude_seen is None else exclude_seen
         for row, request in enumerate(requests):
             if exclude_seen and len(request.items):
                 scores[row, np.asarray(request.items, dtype=np.int64)] = -np.inf
@@ -100,19 +118,19 @@ class RankingPipeline:
         return top_k(scores, k)
 
     def top(
-        self, users: np.ndarray, history: UserSequences, k: int, *, exclude_seen: bool = True
+        self, users: np.ndarray, history: UserSequences, k: int, *, exclude_seen: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and their scores per user (``[len(users), k]`` each, best first):
         the list :meth:`rank` explains, without the reasons."""
         requests = self.requests(np.asarray(users, dtype=np.int64), history)
-        scores, _ = self.score(requests)
+        scores, _ = self.score(requests, exclude_seen=exclude_seen)
         if isinstance(self.model, PersonaModel):  # memoised profiles: reads what scoring just built
             for r in requests:
                 self.persona_sources["llm" if self.model.profile_for(r).from_llm else "fallback"] += 1
         return self.select(scores, requests, k, exclude_seen=exclude_seen)
 
     def top_items(
-        self, users: np.ndarray, history: UserSequences, k: int, *, exclude_seen: bool = True
+        self, users: np.ndarray, history: UserSequences, k: int, *, exclude_seen: bool | None = None
     ) -> np.ndarray:
         """Item indices ``[len(users), k]`` (evaluation: no reasons needed, same list as :meth:`rank`)."""
         return self.top(users, history, k, exclude_seen=exclude_seen)[0]
@@ -122,13 +140,12 @@ class RankingPipeline:
         """Explained top-``k`` lists (the API): :meth:`score`, :meth:`select`, then reasons."""
         requests = list(requests)
         scores, heads = self.score(requests)
-        exclude = bool(getattr(self.model.config, "exclude_seen", self.ranking.exclude_seen))
         out = []
         for row, request in enumerate(requests):
             if request.explore and not self.persona_model:
                 out.append(self._reranked(request, scores[row], k))
                 continue
-            items, top = self.select(scores[row : row + 1], [request], k, exclude_seen=exclude)
+            items, top = self.select(scores[row : row + 1], [request], k)
             keep = np.isfinite(top[0])  # never list a seen or blocked item, even if k is long
             out.append(self._explain(request, items[0][keep], heads[row], top[0][keep]))
         return out

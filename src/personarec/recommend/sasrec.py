@@ -13,8 +13,9 @@ Design points that matter elsewhere:
 * :meth:`SASRec.encode` returns the hidden state of every position (the distillation issue reads
   them) and :meth:`SASRec.training_loss` is one method, so a subclass adds an auxiliary loss by
   overriding it and calling ``super()``.
-* Early stopping on validation NDCG@10 (full ranking, seen items masked); the best state is kept
-  and, when ``checkpoint_path`` is set, written there after every improvement.
+* Early stopping on validation NDCG@10 under the split's protocol card (full ranking; seen items
+  masked only when the card masks them; ties broken as the evaluated lists break them); the best
+  state is kept and, when ``checkpoint_path`` is set, written there after every improvement.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from personarec.data.splits import Split, UserSequences
-from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, mask_seen, register
+from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, mask_seen, register, target_ranks
 
 
 class SASRecConfig(RecommenderConfig):
@@ -281,16 +282,17 @@ class SASRec(Recommender):
         return self
 
     def validation_ndcg(self, users: np.ndarray, history: UserSequences, targets: UserSequences) -> float:
-        """Mean NDCG@eval_k of the first target per user, full ranking, seen items masked."""
+        """Mean NDCG@eval_k of the first target per user, full ranking, under the protocol card the
+        model is fitted with (:attr:`exclude_seen`; :func:`target_ranks`' tie-break), so that model
+        selection follows the protocol the model is evaluated under."""
         k = self.cfg.eval_k
         gains = []
         for b in range(0, len(users), self.cfg.infer_batch_size):
             batch = users[b : b + self.cfg.infer_batch_size]
             scores = self.score(batch, history)
-            mask_seen(scores, batch, history)
-            target = targets.items[targets.indptr[batch]]
-            target_score = scores[np.arange(len(batch)), target]
-            rank = (scores > target_score[:, None]).sum(axis=1)
+            if self.exclude_seen:
+                mask_seen(scores, batch, history)
+            rank = target_ranks(scores, targets.items[targets.indptr[batch]])
             gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
         return float(np.concatenate(gains).mean()) if gains else 0.0
 
