@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from personarec.evaluate.metrics import DEFAULT_METRICS
+
+#: Where named evaluations live, one folder each: ``RUN_DIR/evals/NAME``.
+EVALS_DIR = "evals"
+
+
+def eval_dir(run_dir: str | Path, name: str | None = None) -> Path:
+    """Where an evaluation is written: ``RUN_DIR/eval`` unnamed, ``RUN_DIR/evals/NAME`` named, so
+    evaluations under different protocols of one run sit side by side instead of overwriting."""
+    return Path(run_dir) / "eval" if name is None else Path(run_dir) / EVALS_DIR / name
 
 
 class ABConfig(BaseModel):
@@ -32,6 +42,10 @@ class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stage: Literal["valid", "test"] = Field("test", description="which held-out events to predict")
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="write to RUN_DIR/evals/NAME instead of RUN_DIR/eval (None), so several evaluations of one run coexist",
+    )  # fmt: skip
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20], description="list cut-offs")
     arms: list[str] = Field(default_factory=list, description="models to evaluate (empty = every model under RUN_DIR/models)")
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), description="metric families, by name")

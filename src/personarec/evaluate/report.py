@@ -31,25 +31,54 @@ import polars as pl
 
 from personarec.errors import DataError
 from personarec.evaluate.ab import EXPLANATION, KIND_AB, KIND_PAIRED, ABResult
+from personarec.evaluate.config import EVALS_DIR, eval_dir
 from personarec.evaluate.harness import ACCURACY, BEYOND, EvalResult, primary_k
 
 BAR_METRICS = ("ndcg", "recall", "mrr", "novelty", "ild", "serendipity", "exploration")
 #: Beyond-accuracy metrics where more is plainly better (bold in tables). Novelty, diversity and
 #: exploration describe a trade-off, so none of their values is marked "best".
 HIGHER_IS_BETTER = ("coverage", "serendipity")
+#: How the unnamed evaluation (``RUN_DIR/eval``) is labelled next to named ones (no name can look like it).
+DEFAULT_LABEL = "(default)"
+
+
+def find_evaluations(run_dir: str | Path) -> dict[str | None, Path]:
+    """Every saved evaluation of a run: the unnamed one (key None) first, then the named ones by name."""
+    found: dict[str | None, Path] = {}
+    if (eval_dir(run_dir) / "results.json").exists():
+        found[None] = eval_dir(run_dir)
+    named = Path(run_dir) / EVALS_DIR
+    if named.is_dir():
+        found.update({d.name: d for d in sorted(named.iterdir()) if (d / "results.json").exists()})
+    return found
+
+
+def label(name: str | None) -> str:
+    return DEFAULT_LABEL if name is None else name
 
 
 # -- what sections read -----------------------------------------------------------------------------
 @dataclass
 class ReportContext:
-    """The run directory and lazily loaded artifacts; sections read only what they need."""
+    """The run directory and lazily loaded artifacts; sections read only what they need.
+
+    ``eval_name`` picks the evaluation the detailed sections show; by default the unnamed one
+    (``RUN_DIR/eval``), else the most recently written named one."""
 
     run_dir: Path
+    eval_name: str | None = None
+    evaluations: dict[str | None, Path] = field(init=False)
     eval_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
-        self.eval_dir = self.run_dir / "eval"
+        self.evaluations = find_evaluations(self.run_dir)
+        if self.eval_name is not None and self.eval_name not in self.evaluations:
+            known = ", ".join(label(n) for n in self.evaluations) or "none"
+            raise DataError(f"no evaluation named {self.eval_name!r} in {self.run_dir} (found: {known})")
+        if self.eval_name is None and None not in self.evaluations and self.evaluations:
+            self.eval_name = max(self.evaluations, key=lambda n: (self.evaluations[n] / "results.json").stat().st_mtime)
+        self.eval_dir = self.evaluations.get(self.eval_name, eval_dir(self.run_dir, self.eval_name))
 
     @cached_property
     def result(self) -> EvalResult | None:
@@ -157,6 +186,63 @@ def fmt(v: Any, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+def num(v: Any) -> float:
+    """A stored number as a float; None (a missing value) is NaN."""
+    return float("nan") if v is None else float(v)
+
+
+def num_text(v: Any, spec: str = ".4f") -> str:
+    """A number formatted with ``spec``; None or NaN reads "NaN" instead of failing or hiding."""
+    x = num(v)
+    return "NaN" if math.isnan(x) else format(x, spec)
+
+
+def ci_text(mean: Any, lo: Any, hi: Any) -> str:
+    return f"{num_text(mean)} [{num_text(lo)}, {num_text(hi)}]"
+
+
+def interval_issue(mean: Any, lo: Any, hi: Any) -> str | None:
+    """Why an interval cannot be read as usual: "nan" (no finite mean or bound), "degenerate"
+    (zero width) or "outside" (the mean beyond a bound by more than rounding); None when fine."""
+    m, a, b = num(mean), num(lo), num(hi)
+    if not all(math.isfinite(x) for x in (m, a, b)):
+        return "nan"
+    tol = 1e-9 * max(1.0, abs(m))
+    if b - a <= tol:
+        return "degenerate"
+    return "outside" if m < a - tol or m > b + tol else None
+
+
+_ISSUE_TEXT = {
+    "nan": "NaN: {group} has no finite mean or interval for {metrics} (no users, or a value undefined for some "
+    "user); drawn without error bars",
+    "degenerate": "interval degenerate (zero width) for {group}: {metrics}. Every resample has the same mean: every "
+    "user has the same value (one evaluated user, or the same list for all users)",
+    "outside": "mean outside its interval for {group}: {metrics}; error bars clipped at 0",
+}
+
+
+def interval_notes(frame: pl.DataFrame, group_col: str) -> list[str]:
+    """One note per (problem, model or arm) over an intervals table (columns ``metric, mean, ci_low, ci_high``)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for r in frame.iter_rows(named=True):
+        issue = interval_issue(r["mean"], r["ci_low"], r["ci_high"])
+        if issue is not None:
+            found.setdefault((issue, str(r[group_col])), []).append(str(r["metric"]))
+    return [_ISSUE_TEXT[issue].format(group=g, metrics=", ".join(ms)) for (issue, g), ms in found.items()]
+
+
+def notes_html(notes: list[str]) -> str:
+    return f"<ul class='notes'>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>" if notes else ""
+
+
+def error_bars(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``[2, n]`` error-bar lengths for matplotlib: never negative (a mean a rounding error outside its
+    interval made ``errorbar`` raise), 0 where anything is NaN."""
+    bars = np.nan_to_num(np.stack([mean - lo, hi - mean]), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.maximum(bars, 0.0)
+
+
 def html_table(rows: list[dict[str, Any]], columns: list[str] | None = None, highlight_best: list[str] | None = None) -> str:
     """A plain table; ``highlight_best`` columns get their maximum in bold."""
     if not rows:
@@ -164,7 +250,7 @@ def html_table(rows: list[dict[str, Any]], columns: list[str] | None = None, hig
     columns = columns or list(rows[0])
     best = {}
     for c in highlight_best or []:
-        vals = [r.get(c) for r in rows if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)]
+        vals = [v for r in rows if isinstance(v := r.get(c), (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
         if vals:
             best[c] = max(vals)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
@@ -233,17 +319,15 @@ def metric_bars(frame: pl.DataFrame, group_col: str, groups: list[str], metrics:
     for ax, metric in zip(axes.ravel(), metrics):
         rows = {r[group_col]: r for r in frame.filter(pl.col("metric") == metric).iter_rows(named=True)}
         xs = [g for g in groups if g in rows]
-        means = np.array([rows[g]["mean"] for g in xs])
-        lo = np.array([rows[g]["ci_low"] if rows[g]["ci_low"] is not None else rows[g]["mean"] for g in xs])
-        hi = np.array([rows[g]["ci_high"] if rows[g]["ci_high"] is not None else rows[g]["mean"] for g in xs])
-        ax.bar(range(len(xs)), means, color=[colors.get(g, "#888") for g in xs], width=0.7)
-        # clipped: float noise (or a global metric whose CI is not centred) must not break the plot
-        yerr = [np.maximum(means - lo, 0.0), np.maximum(hi - means, 0.0)]
-        ax.errorbar(range(len(xs)), means, yerr=yerr, fmt="none", ecolor="#222", capsize=4, lw=1.2)
+        means, lo, hi = (np.array([num(rows[g][c]) for g in xs]) for c in ("mean", "ci_low", "ci_high"))
+        heights = np.nan_to_num(means)  # a NaN mean: no bar (its note says why)
+        ax.bar(range(len(xs)), heights, color=[colors.get(g, "#888") for g in xs], width=0.7)
+        ax.errorbar(range(len(xs)), heights, yerr=error_bars(means, lo, hi), fmt="none", ecolor="#222", capsize=4, lw=1.2)
         ax.set_xticks(range(len(xs)), xs, rotation=30 if len(xs) > 3 else 0, ha="right" if len(xs) > 3 else "center")
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
-        top = float(np.nanmax(hi)) if len(hi) else 1.0
+        shown = np.concatenate([means, hi])
+        top = float(shown[np.isfinite(shown)].max()) if np.isfinite(shown).any() else 1.0
         ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
     for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")
@@ -255,6 +339,67 @@ def metric_bars(frame: pl.DataFrame, group_col: str, groups: list[str], metrics:
 
 
 # -- built-in sections --------------------------------------------------------------------------------
+def card_differences(docs: dict[str | None, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The protocol-card lines (and the held-out stage) that differ between evaluations: one row per
+    field, one column per evaluation, in the card's own words ("seen items: kept in ranking")."""
+    cards: dict[str | None, dict[str, str]] = {}
+    for name, doc in docs.items():
+        lines = [line.partition(":") for line in doc.get("protocol_card", [])]
+        cards[name] = {"stage": str(doc.get("stage")), **{f.strip(): v.strip() for f, _, v in lines}}
+    fields = list(dict.fromkeys(f for card in cards.values() for f in card))
+    return [
+        {"field": f, **{label(n): card.get(f, "–") for n, card in cards.items()}}
+        for f in fields
+        if len({card.get(f) for card in cards.values()}) > 1
+    ]
+
+
+@section("evaluations", "Evaluations compared")
+def _evaluations(ctx: ReportContext) -> str | None:
+    """Every evaluation of the run side by side (``evaluate --name``): the primary metric per model and
+    evaluation, and what differs between their protocol cards."""
+    if len(ctx.evaluations) < 2:
+        return None
+    docs = {n: json.loads((d / "results.json").read_text()) for n, d in ctx.evaluations.items()}
+    overview, primary = [], {}
+    for n, doc in docs.items():
+        k = primary_k(doc["ks"])
+        primary[n] = f"ndcg@{k}"
+        users = {r.get("users") for r in doc.get("summary", [])}
+        seen = doc.get("protocol", {}).get("exclude_seen")
+        overview.append({"evaluation": label(n), "directory": str(ctx.evaluations[n].relative_to(ctx.run_dir)),
+                         "stage": doc.get("stage"), "cut-offs": ", ".join(map(str, doc["ks"])),
+                         "users": users.pop() if len(users) == 1 else "–",
+                         "seen items": "–" if seen is None else ("excluded" if seen else "kept"),
+                         "models": ", ".join(doc.get("models", [])), "created": doc.get("created")})  # fmt: skip
+    models = list(dict.fromkeys(m for doc in docs.values() for m in doc.get("models", [])))
+    cells = {(n, r["model"]): r for n, doc in docs.items() for r in doc.get("intervals", []) if r["metric"] == primary[n]}
+    table = [
+        {"model": m, **{f"{label(n)} ({primary[n]})": ci_text(c["mean"], c["ci_low"], c["ci_high"]) if (c := cells.get((n, m))) else "–"
+                        for n in docs}}
+        for m in models
+    ]  # fmt: skip
+    diffs = card_differences(docs)
+    if diffs:
+        said = "; ".join(f"{d['field']}: " + ", ".join(f"{v} in {e}" for e, v in d.items() if e != "field") for d in diffs)
+        cards = (
+            f"<p><b>The protocol cards differ</b> ({html.escape(said)}): numbers from evaluations with different "
+            "cards are not comparable.</p>" + html_table(diffs)
+        )
+    else:
+        cards = "<p>All protocol cards (and held-out stages) agree: the columns are comparable.</p>"
+    return (
+        f"<p>{len(docs)} evaluations of this run (<code>personarec evaluate --name NAME</code> writes "
+        f"<code>RUN_DIR/{EVALS_DIR}/NAME</code>). The sections below show <b>{html.escape(label(ctx.eval_name))}</b>; "
+        "<code>personarec report RUN_DIR --eval NAME</code> shows another.</p>"
+        + html_table(overview)
+        + f"<h3>Primary metric per model and evaluation: mean [{docs[ctx.eval_name].get('confidence', 0.95):.0%} CI]</h3>"
+        + html_table(table)
+        + "<h3>Protocol cards</h3>"
+        + cards
+    )
+
+
 @section("protocol", "Protocol card")
 def _protocol(ctx: ReportContext) -> str | None:
     res = ctx.result
@@ -275,6 +420,20 @@ def _protocol(ctx: ReportContext) -> str | None:
     return info + "<pre class='card'>" + html.escape("\n".join(res.protocol.lines())) + "</pre>" + (f"<ul class='notes'>{notes}</ul>" if notes else "")
 
 
+def list_notes(res: EvalResult) -> list[str]:
+    """What the lists themselves make degenerate: one user, or one list for every user."""
+    notes = []
+    if len(res.users) == 1:
+        notes.append("one evaluated user: every interval has zero width and no difference can be significant")
+    for m, recs in res.recs.items():
+        if len(recs) > 1 and bool((recs == recs[0]).all()):
+            notes.append(
+                f"{m} gives all {len(recs)} evaluated users the same list: metrics of the list alone (novelty, "
+                "diversity ...) are equal for every user, so their intervals have zero width"
+            )
+    return notes
+
+
 @section("summary", "Results")
 def _summary(ctx: ReportContext) -> str | None:
     res = ctx.result
@@ -293,7 +452,7 @@ def _summary(ctx: ReportContext) -> str | None:
         for c in [f"ndcg@{k}", f"recall@{k}", f"mrr@{k}"]:
             if (m, c) in ci:
                 r = ci[(m, c)]
-                row[c] = f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                row[c] = ci_text(r["mean"], r["ci_low"], r["ci_high"])
         ci_rows.append(row)
     return (
         "<h3>Accuracy (full ranking)</h3>"
@@ -305,6 +464,7 @@ def _summary(ctx: ReportContext) -> str | None:
         "(normalised like recall); exploration is the share of recommended items outside the user's history clusters.</p>"
         + f"<h3>Accuracy @{k} with {pct} bootstrap confidence intervals (all evaluated users)</h3>"
         + html_table(ci_rows)
+        + notes_html(list_notes(res) + interval_notes(res.intervals, "model"))
     )
 
 
@@ -316,20 +476,23 @@ def _bars(ctx: ReportContext) -> str | None:
     k = primary_k(res.ks)
     colors = ctx.model_colors()
     metrics = [f"{m}@{k}" for m in BAR_METRICS if f"{m}@{k}" in set(res.intervals["metric"])]
+    if not metrics:
+        return None
     pct = f"{res.confidence:.0%}"
     out = figure_html(
         metric_bars(res.intervals, "model", res.models, metrics, colors, f"Offline, all {len(res.users)} users: mean and {pct} bootstrap CI"),
         "metric bars, all users",
     )
     ab = ctx.ab
-    if ab is not None:
-        arm_metrics = [m for m in metrics if m in set(ab.arm_metrics["metric"])]
+    arm_metrics = [m for m in metrics if m in set(ab.arm_metrics["metric"])] if ab is not None else []
+    if ab is not None and arm_metrics:
         sizes = {r["arm"]: r["users"] for r in ab.arm_metrics.iter_rows(named=True)}
         out += figure_html(
             metric_bars(ab.arm_metrics, "arm", ab.arms, arm_metrics, colors,
-                        f"Replayed A/B: one random arm per model ({', '.join(f'{a}: {sizes[a]}' for a in ab.arms)} users), {pct} CI"),
+                        f"Replayed A/B: one random arm per model ({', '.join(f'{a}: {sizes.get(a, 0)}' for a in ab.arms)} users), {pct} CI"),
             "metric bars per A/B arm",
         )  # fmt: skip
+        out += notes_html(["A/B arm " + n for n in interval_notes(ab.arm_metrics.filter(pl.col("metric").is_in(arm_metrics)), "arm")])
     return out
 
 
@@ -339,16 +502,19 @@ def _tradeoff(ctx: ReportContext) -> str | None:
     k = primary_k(res.ks) if res is not None else 10
     if res is None or f"novelty@{k}" not in res.summary.columns:
         return None
+    ci = {(r["model"], r["metric"]): r for r in res.intervals.iter_rows(named=True)}
+    points = {m: (ci.get((m, f"novelty@{k}")), ci.get((m, f"ndcg@{k}"))) for m in res.models}
+    drawn = {m: xy for m, xy in points.items() if all(r is not None and math.isfinite(num(r["mean"])) for r in xy)}
+    skipped = [m for m in res.models if m not in drawn]
+    note = notes_html([f"NaN: not drawn (no finite novelty@{k} and ndcg@{k} mean): {', '.join(skipped)}"] if skipped else [])
+    if not drawn:
+        return note
     plt = _plt()
     colors = ctx.model_colors()
-    ci = {(r["model"], r["metric"]): r for r in res.intervals.iter_rows(named=True)}
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for m in res.models:
-        x, y = ci[(m, f"novelty@{k}")], ci[(m, f"ndcg@{k}")]
-        ax.errorbar(
-            x["mean"], y["mean"], xerr=[[x["mean"] - x["ci_low"]], [x["ci_high"] - x["mean"]]],
-            yerr=[[y["mean"] - y["ci_low"]], [y["ci_high"] - y["mean"]]], fmt="o", ms=9, color=colors[m], capsize=3, label=m,
-        )  # fmt: skip
+    for m, (x, y) in drawn.items():
+        xerr, yerr = (error_bars(*(np.array([num(r[c])]) for c in ("mean", "ci_low", "ci_high"))) for r in (x, y))
+        ax.errorbar(x["mean"], y["mean"], xerr=xerr, yerr=yerr, fmt="o", ms=9, color=colors[m], capsize=3, label=m)
         ax.annotate(m, (x["mean"], y["mean"]), textcoords="offset points", xytext=(8, 6), fontsize=9)
     ax.set_xlabel(f"novelty@{k} (mean self-information, bits; higher = less popular items)")
     ax.set_ylabel(f"NDCG@{k}")
@@ -356,7 +522,7 @@ def _tradeoff(ctx: ReportContext) -> str | None:
     ax.margins(x=0.15, y=0.2)
     ax.legend(frameon=False, fontsize=8, loc="best")
     fig.tight_layout()
-    return "<p>Up = more accurate, right = less popular (more novel) items. Error bars: bootstrap CIs over users.</p>" + figure_html(fig, "accuracy vs novelty")
+    return "<p>Up = more accurate, right = less popular (more novel) items. Error bars: bootstrap CIs over users.</p>" + figure_html(fig, "accuracy vs novelty") + note
 
 
 @section("clusters", "Per-cluster coverage")
@@ -364,7 +530,7 @@ def _clusters(ctx: ReportContext) -> str | None:
     res = ctx.result
     if res is None:
         return None
-    frames = {m: t["cluster_coverage"] for m, t in res.tables.items() if "cluster_coverage" in t}
+    frames = {m: t["cluster_coverage"] for m, t in res.tables.items() if "cluster_coverage" in t and t["cluster_coverage"].height}
     if not frames:
         return "<p class='muted'>No item space (clusters) was given to the evaluation, so per-cluster coverage was not computed.</p>"
     plt = _plt()
@@ -430,8 +596,8 @@ def _ab(ctx: ReportContext) -> str | None:
             rows.append({
                 "metric": r["metric"], "model": r["model"], "users (model / control)": f"{r['n_model']} / {r['n_control']}",
                 "model mean": r["model_mean"], "control mean": r["control_mean"], "difference": r["diff"],
-                f"{pct} CI": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", "test": r["test"],
-                "p": f"{r['p_value']:.3g}", "p (Holm)": f"{r['p_holm']:.3g}", "sig.": "*" if r["significant"] else "",
+                f"{pct} CI": f"[{num_text(r['ci_low'], '+.4f')}, {num_text(r['ci_high'], '+.4f')}]", "test": r["test"],
+                "p": num_text(r["p_value"], ".3g"), "p (Holm)": num_text(r["p_holm"], ".3g"), "sig.": "*" if r["significant"] else "",
             })  # fmt: skip
         parts.append(f"<h3>{html.escape(kind)}</h3>" + html_table(rows))
     return "".join(parts)
@@ -519,7 +685,9 @@ def render_html(ctx: ReportContext, sections: list[Section] | None = None) -> st
     )
     res = ctx.result
     dataset = res.protocol.dataset if res is not None else ctx.manifest.get("config", {}).get("data", {}).get("dataset", "")
-    subtitle = f"{html.escape(str(dataset))} · run {html.escape(str(ctx.run_dir))} · generated {datetime.now(UTC).isoformat(timespec='seconds')}"
+    shown = f" · evaluation {html.escape(ctx.eval_name)}" if ctx.eval_name is not None else ""
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    subtitle = f"{html.escape(str(dataset))} · run {html.escape(str(ctx.run_dir))}{shown} · generated {generated}"
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -529,15 +697,18 @@ def render_html(ctx: ReportContext, sections: list[Section] | None = None) -> st
     )
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None, sections: list[Section] | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, output: str | Path | None = None, sections: list[Section] | None = None, eval_name: str | None = None
+) -> Path:
     """Write ``RUN_DIR/report.html`` (or ``output``) from whatever the run directory holds.
 
-    ``sections`` defaults to every registered section (:data:`SECTIONS`)."""
+    ``sections`` defaults to every registered section (:data:`SECTIONS`); ``eval_name`` picks the
+    evaluation the detailed sections show (see :class:`ReportContext`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run directory not found: {run_dir}")
     path = Path(output) if output is not None else run_dir / "report.html"
-    page = render_html(ReportContext(run_dir), sections)
+    page = render_html(ReportContext(run_dir, eval_name), sections)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

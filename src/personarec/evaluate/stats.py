@@ -26,10 +26,10 @@ def bootstrap_means(
     """Means of ``n_boot`` resamples of the rows of ``values`` (``[n]`` or ``[n, m]``) -> ``[n_boot(, m)]``."""
     rng = rng if rng is not None else np.random.default_rng(0)
     v = np.asarray(values, dtype=np.float64)
-    flat = v.reshape(len(v), -1)
-    n = len(flat)
+    n = len(v)
     if n == 0:
         return np.full((n_boot,) + v.shape[1:], np.nan)
+    flat = v.reshape(n, -1)
     out = np.empty((n_boot, flat.shape[1]), dtype=np.float64)
     chunk = max(1, min(n_boot, chunk_elems // n))
     for start in range(0, n_boot, chunk):
@@ -49,11 +49,24 @@ def percentile_ci(boot: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarra
 def bootstrap_ci(
     values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and percentile-bootstrap CI of each column: ``(mean, low, high)``."""
+    """Mean and percentile-bootstrap CI of each column: ``(mean, low, high)``.
+
+    A constant column (one user, or a model giving every user the same list) gets the exact
+    zero-width interval ``[mean, mean]``: rounding in the resampled sums would otherwise put it
+    ~1e-15 beside its own mean. No users, or a NaN value, gives NaN."""
     v = np.asarray(values, dtype=np.float64)
     boot = bootstrap_means(v, n_boot, np.random.default_rng(seed))
     lo, hi = percentile_ci(boot, confidence)
-    return v.mean(axis=0) if len(v) else np.full(v.shape[1:], np.nan), lo, hi
+    if len(v) == 0:
+        return np.full(v.shape[1:], np.nan), lo, hi
+    mean = v.mean(axis=0)
+    constant = np.ptp(v, axis=0) == 0
+    return mean, np.where(constant, mean, lo)[()], np.where(constant, mean, hi)[()]
+
+
+def _mean(x: np.ndarray) -> float:
+    """NaN for no values (an empty A/B arm), without numpy's empty-slice warning."""
+    return float(x.mean()) if len(x) else float("nan")
 
 
 @dataclass(frozen=True)
@@ -89,8 +102,8 @@ def paired_comparison(
     else:
         p = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
     return Comparison(
-        "offline-paired", "wilcoxon signed-rank", len(a), len(b), float(a.mean()), float(b.mean()),
-        float(d.mean()), float(lo), float(hi), p,
+        "offline-paired", "wilcoxon signed-rank", len(a), len(b), _mean(a), _mean(b),
+        _mean(d), float(lo), float(hi), p,
     )  # fmt: skip
 
 
@@ -109,8 +122,8 @@ def unpaired_comparison(
     else:
         p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return Comparison(
-        "ab-unpaired", "welch t-test", len(a), len(b), float(a.mean()), float(b.mean()),
-        float(a.mean() - b.mean()), float(lo), float(hi), p,
+        "ab-unpaired", "welch t-test", len(a), len(b), _mean(a), _mean(b),
+        _mean(a) - _mean(b), float(lo), float(hi), p,
     )  # fmt: skip
 
 
