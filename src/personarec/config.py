@@ -27,7 +27,7 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field("ml-100k", description="ml-100k | ml-latest-small | ml-1m | ml-20m | ml-25m | ml-32m | amazon | p5-beauty | p5-sports | tabular")
+    dataset: str = Field("ml-100k", description="ml-100k | ml-latest-small | ml-1m | ml-20m | ml-25m | ml-32m | amazon | amazon-office-2014 | p5-beauty | p5-sports | p5-toys | tabular")
     data_dir: Path | None = Field(None, description="local directory with the dataset files; None = shared copy or download")
     download: bool = Field(True, description="download (checksum-checked) when no local copy is found")
     skip_bad_rows: bool = False

@@ -134,3 +134,39 @@ def test_p5_user_without_items(tmp_path):
     frame = read_user_sequences(p, skip_bad_rows=True, report=report)
     assert frame.height == 5 and report.examples[str(p)] == [3]
     assert load_p5(tmp_path, skip_bad_rows=True).summary()["users"] == 2
+
+
+def test_p5_beauty_item_text_covers_the_catalogue():
+    """Amazon_Beauty.item gives every P5 Beauty item its title, category path and (mostly) brand."""
+    folder = shared_data_dir() / "amazon-p5-beauty"
+    if not (folder / "Amazon_Beauty.item").exists():
+        pytest.skip(f"Amazon_Beauty.item not found under {folder}")
+    ds = load_dataset("p5-beauty", download=False)
+    cat = ds.catalogue.frame
+    n = cat.height
+    titled = (cat["title"] != cat["item_id"]).sum() / n
+    assert titled >= 0.99  # measured: 12,094 / 12,101 (7 empty titles in the file)
+    assert cat["category"].is_not_null().sum() / n >= 0.99  # measured: all
+    assert cat["brand"].is_not_null().sum() / n >= 0.8  # measured: 82.7 %
+    assert ds.domain == "beauty product"
+    texts = ds.catalogue.texts()
+    assert sum("Category: Beauty" in t for t in texts) / n >= 0.99
+
+
+def test_amazon_domain_from_the_top_category(tmp_path):
+    from personarec.data.amazon import product_domain
+
+    assert product_domain([["Office Products", "Office & School Supplies"], ["Office Products"], ["Beauty"]]) == "office product"
+    assert product_domain([["Beauty", "Makeup"]]) == "beauty product"
+    assert product_domain([[], []]) is None
+    _jsonl(tmp_path / "All_Beauty_5.json", REVIEWS)
+    assert load_amazon(tmp_path).domain is None  # no metadata: unknown
+    _jsonl(tmp_path / "meta_All_Beauty.json", META)
+    assert load_amazon(tmp_path).domain == "beauty product"
+
+
+def test_p5_domain_follows_the_name(tmp_path):
+    (tmp_path / "user_sequence.txt").write_text("U1 A1 A2 A3\n")
+    assert load_p5(tmp_path, name="p5-toys").domain == "toy and game product"
+    assert load_p5(tmp_path, name="p5-sports").domain == "sports and outdoors product"
+    assert load_p5(tmp_path, name="p5").domain is None

@@ -20,6 +20,7 @@ def test_ml100k_counts(ml100k):
     assert toy["title"] == "Toy Story (1995)"
     assert toy["genres"] == ["Animation", "Children's", "Comedy"]
     assert ml100k.interactions.frame["seq"].to_list()[:3] == [0, 1, 2]  # original line order
+    assert ml100k.domain == "movie"
 
 
 def test_ml_latest_small_counts(ml_latest_small_dir):
@@ -29,6 +30,7 @@ def test_ml_latest_small_counts(ml_latest_small_dir):
     assert ds.interactions.n_items == 9_724
     assert len(ds.catalogue) == 9_742
     assert ds.checksums["ratings.csv"].startswith("aa289ca8")
+    assert ds.domain == "movie"
     cat = ds.catalogue.frame
     # quoted titles with commas survive; "(no genres listed)" becomes an empty genre list
     assert cat.filter(pl.col("title").str.contains(",")).height > 100

@@ -113,8 +113,8 @@ def test_implicit_threshold_and_card_lines():
     out, steps = preprocess(_dataset(rows).interactions, cfg)
     assert out.frame["rating"].min() >= 4.0
     assert len(out) == sum(1 for r in rows if r[3] >= 4.0)
-    assert steps == ["dedup repeated (user, item) events, keep last", "implicit feedback: rating >= 4.0",
-                     "k-core(user>=2, item>=0)"]  # fmt: skip
+    assert steps == ["dedup repeated (user, item) events, keep last: no repeated events",
+                     "implicit feedback: rating >= 4.0", "k-core(user>=2, item>=0)"]  # fmt: skip
     assert out.frame["user_id"].dtype == pl.Utf8  # external ids come back as strings
 
 

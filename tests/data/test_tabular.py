@@ -61,6 +61,14 @@ def test_no_timestamp_column_uses_row_order(tmp_path):
     (tmp_path / "e.csv").write_text("u,i\na,x\na,y\n")
     ds = load_tabular(tmp_path, options={"paths": "e.csv", "user_col": "u", "item_col": "i", "timestamp_col": None})
     assert ds.interactions.frame["timestamp"].to_list() == [0, 1]
+    assert ds.domain is None  # unknown unless the config says
+
+
+def test_domain_option(tmp_path):
+    (tmp_path / "e.csv").write_text("u,i,t\na,x,1\na,y,2\na,z,3\n")
+    ds = load_tabular(tmp_path, options={"paths": "e.csv", "user_col": "u", "item_col": "i", "timestamp_col": "t",
+                                         "domain": "garden product"})  # fmt: skip
+    assert ds.domain == "garden product"
 
 
 def test_missing_columns_list_what_was_found(tmp_path):

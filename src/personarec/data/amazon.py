@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import html
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,18 @@ def read_metadata(path: str | Path, *, skip_bad_rows: bool = False, report: Read
     )  # fmt: skip
 
 
+def product_domain(category_paths: list[list[str]]) -> str | None:
+    """The domain word of an Amazon catalogue: its commonest top-level category as a product
+    kind ("Office Products" -> "office product", "Beauty" -> "beauty product"); None without one."""
+    tops = Counter(path[0].strip() for path in category_paths if path and path[0].strip())
+    if not tops:
+        return None
+    top = " ".join(tops.most_common(1)[0][0].lower().split())
+    if top.endswith(" products"):
+        return top[: -len("s")]
+    return top if top.endswith("product") else f"{top} product"
+
+
 def load_amazon(
     directory: str | Path,
     *,
@@ -185,8 +198,10 @@ def load_amazon(
         events = read_ratings_csv(events_path, skip_bad_rows=skip_bad_rows, report=report)
     else:
         events = read_reviews_json(events_path, skip_bad_rows=skip_bad_rows, report=report)
+    domain = None
     if meta_path is not None:
         catalogue = read_metadata(meta_path, skip_bad_rows=skip_bad_rows, report=report)
+        domain = product_domain(catalogue["genres"].to_list())
     else:
         catalogue = events.select("item_id").unique(maintain_order=True)
     checksums = {events_path.name: file_sha256(events_path)}
@@ -198,4 +213,5 @@ def load_amazon(
         catalogue=Catalogue.from_frame(catalogue),
         checksums=checksums,
         source=str(directory),
+        domain=domain,
     )

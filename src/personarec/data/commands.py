@@ -12,12 +12,12 @@ from personarec.cli_common import ConfigOption, RunDirOption, SetOption, console
 from personarec.config import RunConfig
 from personarec.errors import PersonarecError
 
-app = typer.Typer(help="Load datasets, preprocess, split (writes the protocol card).", no_args_is_help=True)
+app = typer.Typer(help="Load datasets, preprocess, split (writes the protocol card), inspect files.", no_args_is_help=True)
 
 DatasetOption = Annotated[
     str | None,
     typer.Option("--dataset", "-d", help="Dataset name: ml-100k, ml-latest-small, ml-1m, ml-20m, ml-25m, ml-32m, "
-                 "amazon, p5-beauty, p5-sports, p5-toys, tabular (see `personarec data list`)."),
+                 "amazon, amazon-office-2014, p5-beauty, p5-sports, p5-toys, tabular (see `personarec data list`)."),
 ]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Local folder with the dataset's files (no download).")]
 SkipBadOption = Annotated[bool | None, typer.Option("--skip-bad-rows/--strict", help="Skip and count malformed rows instead of stopping.")]
@@ -123,3 +123,27 @@ def download(
             pass
     path = download_dataset(spec, cache_dir() / "datasets")
     console.print(f"{dataset}: verified and unpacked into {path}")
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="CSV/TSV, Parquet or JSON-lines file (.gz allowed).")],
+    rows: Annotated[int, typer.Option("--rows", min=1, help="How many rows of the head to read.")] = 1000,
+    separator: Annotated[str | None, typer.Option("--separator", help="CSV field separator (default: guessed).")] = None,
+) -> None:
+    """Describe a file's columns and suggest a [data.tabular] mapping for it (TOML on stdout)."""
+    from personarec.data.inspection import describe_columns, read_head, render_toml, suggest_mapping
+
+    head = read_head(file, rows=rows, separator=separator)
+    how = head.format + (f", separator {head.separator!r}, header {'yes' if head.has_header else 'no'}" if head.format == "csv" else "")
+    table = Table(title=f"{file} (first {head.frame.height} rows; {how})")
+    for col in ("column", "type", "examples", "nulls"):
+        table.add_column(col)
+    for info in describe_columns(head.frame):
+        table.add_row(info.name, info.dtype, " | ".join(info.examples), f"{info.null_share:.0%}")
+    console.print(table)
+    suggestion = suggest_mapping(head.frame)
+    if suggestion.unmapped:
+        console.print(f"[yellow]could not map[/] {', '.join(suggestion.unmapped)} (no column with a known name)")
+    console.print("suggested mapping (stdout; paste into the run config and check the protocol card of `data split`):")
+    typer.echo(render_toml(head, suggestion), nl=False)

@@ -14,6 +14,7 @@ from personarec.data.parsing import ReadReport, file_sha256, read_delimited
 from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
+DOMAIN = "movie"
 #: an event needs all four (the item id too: a blank one is a malformed row, not a null id)
 EVENT_FIELDS = ["user_id", "item_id", "rating", "timestamp"]
 ML100K_GENRES = [
@@ -69,6 +70,7 @@ def load_ml100k(directory: str | Path, *, skip_bad_rows: bool = False, report: R
         catalogue=Catalogue.from_frame(catalogue),
         checksums={p.name: file_sha256(p) for p in (data_path, item_path)},
         source=str(directory),
+        domain=DOMAIN,
     )
 
 
@@ -117,6 +119,7 @@ def load_ml1m(directory: str | Path, *, skip_bad_rows: bool = False, report: Rea
         catalogue=Catalogue.from_frame(movies),
         checksums={p.name: file_sha256(p) for p in (ratings_path, movies_path)},
         source=str(directory),
+        domain=DOMAIN,
     )
 
 
@@ -177,6 +180,7 @@ def _load_csv_release(
         catalogue=Catalogue.from_frame(catalogue),
         checksums=checksums,
         source=str(directory),
+        domain=DOMAIN,
     )
 
 

@@ -28,6 +28,13 @@ from personarec.data.records import Catalogue, Dataset, Interactions
 from personarec.errors import DataError
 
 SEQUENCE_FILE = "user_sequence.txt"
+#: what the items of each P5 category are, for prompts ("a beauty product customer")
+DOMAINS = {"beauty": "beauty product", "sports": "sports and outdoors product", "toys": "toy and game product"}
+
+
+def p5_domain(name: str) -> str | None:
+    """``p5-beauty`` -> "beauty product"; None for a name without a known category."""
+    return DOMAINS.get(name.removeprefix("p5-"))
 
 
 def read_user_sequences(
@@ -169,4 +176,5 @@ def load_p5(directory: str | Path, *, skip_bad_rows: bool = False, report: ReadR
         catalogue=Catalogue.from_frame(catalogue),
         checksums=checksums,
         source=str(directory),
+        domain=p5_domain(name),
     )

@@ -1,11 +1,16 @@
 """Preprocessing: dedup of repeated events, implicit-feedback threshold, k-core filtering.
 
 Every step appends a line to the protocol card's ``filtering`` list and refuses to return an
-empty dataset: the error names the step that emptied it.
+empty dataset: the error names the step that emptied it. Dedup is on by default and can alter a
+published benchmark's split (repeat purchases), so when it removes anything its line says how
+much it changed: events removed, users/items the k-core then lost, and users whose last or
+second-to-last event (the leave-one-out test / validation target) differs from the undeduped data.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -14,6 +19,8 @@ from pydantic import BaseModel, Field
 
 from personarec.data.records import Interactions
 from personarec.errors import EmptyDatasetError
+
+log = logging.getLogger("personarec.data.preprocess")
 
 
 class PreprocessConfig(BaseModel):
@@ -77,14 +84,17 @@ def _pair_key(frame: pl.DataFrame) -> pl.Expr:
     return pl.struct("user_id", "item_id")
 
 
-def dedup(frame: pl.DataFrame, keep: Literal["first", "last", "none"]) -> pl.DataFrame:
-    """Keep the chronologically first or last of repeated (user, item) events; sorted output."""
-    frame = sort_events(frame)
-    if keep == "none":
-        return frame
+def _dedup_sorted(frame: pl.DataFrame, keep: Literal["first", "last"]) -> pl.DataFrame:
+    """:func:`dedup` on a frame already in :func:`sort_events` order."""
     key = _pair_key(frame)
     mask = frame.select((key.is_last_distinct() if keep == "last" else key.is_first_distinct()).alias("m"))["m"]
     return frame if mask.all() else frame.filter(mask)  # no copy when there is nothing to drop
+
+
+def dedup(frame: pl.DataFrame, keep: Literal["first", "last", "none"]) -> pl.DataFrame:
+    """Keep the chronologically first or last of repeated (user, item) events; sorted output."""
+    frame = sort_events(frame)
+    return frame if keep == "none" else _dedup_sorted(frame, keep)
 
 
 def k_core(frame: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
@@ -119,16 +129,113 @@ def k_core(frame: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
     return frame if after == frame.height else frame.filter(pl.Series(keep))
 
 
-def preprocess_frame(frame: pl.DataFrame, config: PreprocessConfig) -> tuple[pl.DataFrame, list[str]]:
+@dataclass
+class Preprocessed:
+    """What :func:`preprocess_frame_report` returns: the filtered frame, the card lines and, when
+    dedup is on, the counts of what it changed (keys as in :meth:`DedupChanges.as_dict`)."""
+
+    frame: pl.DataFrame
+    steps: list[str]
+    changes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DedupChanges:
+    """How the split differs because dedup ran (all zero: it found no repeated events)."""
+
+    removed_events: int = 0
+    dropped_users: int = 0  # kept by the later filters without dedup, dropped with it
+    dropped_items: int = 0
+    changed_valid_targets: int = 0  # users whose second-to-last event (item) differs
+    changed_test_targets: int = 0  # users whose last event (item) differs
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "dedup_removed_events": self.removed_events,
+            "dedup_dropped_users": self.dropped_users,
+            "dedup_dropped_items": self.dropped_items,
+            "dedup_changed_valid_targets": self.changed_valid_targets,
+            "dedup_changed_test_targets": self.changed_test_targets,
+        }
+
+    def line(self, keep: str) -> str:
+        head = f"dedup repeated (user, item) events, keep {keep}"
+        if not self.removed_events:
+            return head + ": no repeated events"
+        return (
+            f"{head}: removed {self.removed_events} events; the later filters then dropped {self.dropped_users} "
+            f"users and {self.dropped_items} items they keep without dedup; last / second-to-last event "
+            f"(test / validation target) differs for {self.changed_test_targets} / "
+            f"{self.changed_valid_targets} users"
+        )
+
+
+def _last_two(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per user with >= 3 events (those leave-one-out gives targets): last and second-to-last item.
+    ``frame`` is sorted by (user, time, seq)."""
+    return (
+        frame.group_by("user_id", maintain_order=True)
+        .agg(
+            pl.col("item_id").last().alias("test"),
+            pl.col("item_id").slice(-2, 1).first().alias("valid"),
+            pl.len().alias("n"),
+        )
+        .filter(pl.col("n") >= 3)
+        .drop("n")
+    )
+
+
+def _after_dedup(frame: pl.DataFrame, config: PreprocessConfig) -> pl.DataFrame:
+    """The filters that follow dedup (no checks, no card lines): to replay them without dedup."""
+    if config.min_rating is not None:
+        frame = frame.filter(pl.col("rating").fill_null(float("-inf")) >= config.min_rating)
+    if config.min_user_interactions or config.min_item_interactions:
+        frame = k_core(frame, config.min_user_interactions, config.min_item_interactions)
+    return frame
+
+
+def dedup_changes(raw: pl.DataFrame, final: pl.DataFrame, removed: int, config: PreprocessConfig) -> DedupChanges:
+    """Compare the preprocessed data with what the same filters give without dedup.
+
+    ``raw``: the sorted input before dedup; ``final``: the output with dedup. Costs one more pass
+    of the later filters and two group-bys, and runs only when dedup removed something. The k-core
+    is monotone (fewer events never keep more users), so the differences are one-sided.
+    """
+    alt = _after_dedup(raw, config)
+
+    def lost(col: str) -> int:  # ids the filters keep without dedup but not with it
+        kept = final.select(pl.col(col).unique())
+        return alt.select(pl.col(col).unique()).join(kept, on=col, how="anti").height
+
+    dropped_users, dropped_items = lost("user_id"), lost("item_id")
+    both = _last_two(final).join(_last_two(alt), on="user_id", how="inner", suffix="_raw")
+    return DedupChanges(
+        removed_events=removed,
+        dropped_users=dropped_users,
+        dropped_items=dropped_items,
+        changed_valid_targets=int((both["valid"] != both["valid_raw"]).sum()),
+        changed_test_targets=int((both["test"] != both["test_raw"]).sum()),
+    )
+
+
+def preprocess_frame_report(frame: pl.DataFrame, config: PreprocessConfig) -> Preprocessed:
     """The filters on an interactions-shaped frame (string or integer-coded ids), in a fixed order.
 
-    Returns the frame sorted by (user, timestamp, seq) and the protocol-card lines.
+    Returns the frame sorted by (user, timestamp, seq), the protocol-card lines and the dedup
+    change counts; logs a warning when dedup changes any leave-one-out target.
     """
-    frame = _check(frame, "input")
+    frame = sort_events(_check(frame, "input"))
     steps: list[str] = []
-    frame = _check(dedup(frame, config.dedup), f"dedup(keep={config.dedup})")
+    raw: pl.DataFrame | None = None
+    removed = 0
     if config.dedup != "none":
-        steps.append(f"dedup repeated (user, item) events, keep {config.dedup}")
+        deduped = _check(_dedup_sorted(frame, config.dedup), f"dedup(keep={config.dedup})")
+        removed = frame.height - deduped.height
+        if removed:
+            raw = frame  # kept (shares buffers with the input) to measure what dedup changed
+        frame = deduped
+        del deduped
+        steps.append("")  # filled in below, once the later filters have run
     if config.min_rating is not None:
         frame = _check(frame.filter(pl.col("rating").fill_null(float("-inf")) >= config.min_rating), f"min_rating={config.min_rating}")
         steps.append(f"implicit feedback: rating >= {config.min_rating}")
@@ -136,7 +243,19 @@ def preprocess_frame(frame: pl.DataFrame, config: PreprocessConfig) -> tuple[pl.
         name = f"k-core(user>={config.min_user_interactions}, item>={config.min_item_interactions})"
         frame = _check(k_core(frame, config.min_user_interactions, config.min_item_interactions), name)
         steps.append(name)
-    return frame, steps
+    if config.dedup == "none":
+        return Preprocessed(frame, steps)
+    changes = DedupChanges() if raw is None else dedup_changes(raw, frame, removed, config)
+    steps[0] = changes.line(config.dedup)
+    if changes.changed_valid_targets or changes.changed_test_targets or changes.dropped_users:
+        log.warning("%s (set data.preprocess.dedup = \"none\" to keep repeated events)", steps[0])
+    return Preprocessed(frame, steps, changes.as_dict())
+
+
+def preprocess_frame(frame: pl.DataFrame, config: PreprocessConfig) -> tuple[pl.DataFrame, list[str]]:
+    """:func:`preprocess_frame_report` without the change counts (they are in the card lines)."""
+    out = preprocess_frame_report(frame, config)
+    return out.frame, out.steps
 
 
 def preprocess(interactions: Interactions, config: PreprocessConfig) -> tuple[Interactions, list[str]]:

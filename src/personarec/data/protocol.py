@@ -16,8 +16,14 @@ class ProtocolCard(BaseModel):
     """Everything a reader needs to reproduce or compare a metric."""
 
     dataset: str
+    domain: str | None = Field(None, description="what the items are ('movie', 'office product'), from the loader")
     checksums: dict[str, str] = Field(default_factory=dict, description="file -> sha256")
     filtering: list[str] = Field(default_factory=list, description="preprocessing steps, in order")
+    changes: dict[str, int] = Field(
+        default_factory=dict,
+        description="what a default filter changed, e.g. dedup_removed_events, dedup_changed_test_targets "
+        "(cards saved before this field load with {})",
+    )
     split: str = Field(description="e.g. 'leave-one-out' or 'temporal(valid=0.1,test=0.1)'")
     tie_break: str = "events sorted by (user, timestamp, original line order)"
     candidates: str = "full ranking over all items of the filtered catalogue"
@@ -31,7 +37,7 @@ class ProtocolCard(BaseModel):
     def lines(self) -> list[str]:
         sums = ", ".join(f"{k}={v[:12]}" for k, v in sorted(self.checksums.items())) or "n/a"
         return [
-            f"dataset     : {self.dataset}",
+            f"dataset     : {self.dataset}" + (f" ({self.domain})" if self.domain else ""),
             f"checksums   : {sums}",
             f"filtering   : {'; '.join(self.filtering) or 'none'}",
             f"split       : {self.split}",

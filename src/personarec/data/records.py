@@ -140,6 +140,9 @@ class Dataset:
     catalogue: Catalogue
     checksums: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    #: what the items are, in words a prompt can use ("movie", "office product"); set by the loader
+    #: from what it knows, None when it cannot tell. Carried to ``Split.domain``.
+    domain: str | None = None
 
     def summary(self) -> dict[str, int | str]:
         return {

@@ -133,7 +133,7 @@ _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 def _ensure_builtin() -> None:
     if REGISTRY:
         return
-    from personarec.data import amazon, movielens, p5, tabular
+    from personarec.data import amazon, movielens, office, p5, tabular
 
     register(DatasetSpec(
         "ml-100k", movielens.load_ml100k, "ml-100k", "u.data",
@@ -168,6 +168,11 @@ def _ensure_builtin() -> None:
             description=f"P5 Amazon {cat} split (user_sequence.txt, timestamps = positions; item text from a "
             "RecBole *.item file next to it, e.g. Amazon_Beauty.item)",
         ))  # fmt: skip
+    register(DatasetSpec(
+        "amazon-office-2014", office.load_office, "amazon-office-2014", office.INDEX_FILE,
+        description="Amazon 2014 Office Products 5-core (LRD's train/dev/test.csv; item text from Office.text: "
+        "title, leaf category, brand)",
+    ))  # fmt: skip
     register(DatasetSpec(
         "tabular", tabular.load_tabular, "", "", takes_options=True,
         description="any CSV/Parquet event log + catalogue, mapped by [data.tabular]",

@@ -20,7 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from personarec.data.preprocess import PreprocessConfig, encode_ids, preprocess_frame
+from personarec.data.preprocess import PreprocessConfig, encode_ids, preprocess_frame_report
 from personarec.data.protocol import ProtocolCard
 from personarec.data.records import Catalogue, Dataset
 from personarec.errors import EmptyDatasetError
@@ -125,6 +125,12 @@ class Split:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    @property
+    def domain(self) -> str | None:
+        """What the items are ("movie", "beauty product"), as the loader knew it; None if unknown.
+        Kept on the protocol card, so it survives :func:`save_split` / :func:`load_split`."""
+        return self.protocol.domain
 
     def history(self, stage: Stage) -> UserSequences:
         """What a model may see when it predicts ``stage``.
@@ -233,9 +239,10 @@ def make_split(
     preprocess_config = preprocess_config or PreprocessConfig()
     split_config = split_config or SplitConfig()
     coded, user_vocab, item_vocab = encode_ids(dataset.interactions.frame)
-    frame, steps = preprocess_frame(coded, preprocess_config)  # sorted by (user, time, seq)
+    pre = preprocess_frame_report(coded, preprocess_config)  # sorted by (user, time, seq)
+    frame, steps, changes = pre.frame, pre.steps, pre.changes
     frame = frame.drop("seq")  # order is fixed from here on; later copies are 20 bytes/event
-    del coded
+    del coded, pre
     if split_config.kind == "leave-one-out":
         train, valid, test = _leave_one_out(frame)
         split_desc = "leave-one-out (last event test, second-to-last validation, per user)"
@@ -264,8 +271,10 @@ def make_split(
     item_ids = np.asarray(item_vocab.gather(item_codes).to_list(), dtype=object)
     card = ProtocolCard(
         dataset=dataset.name,
+        domain=dataset.domain,
         checksums=dataset.checksums,
         filtering=steps,
+        changes=changes,
         split=split_desc,
         exclude_seen=split_config.exclude_seen,
         n_users=len(user_ids),

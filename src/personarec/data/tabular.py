@@ -15,6 +15,9 @@ Configured under ``[data.tabular]`` with ``dataset = "tabular"``, e.g.::
     catalogue_item_col = "sku"
     title_col = "name"
     text_cols = { category = "dept", brand = "maker", description = "blurb", genres = "labels" }
+    domain = "garden product"       # what the items are (prompts say "a garden product customer")
+
+``personarec data inspect FILE`` suggests such a mapping from a file's column names.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class TabularConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("tabular", description="dataset name shown on the protocol card")
+    domain: str | None = Field(
+        None, description="what the items are, for prompts (\"book\", \"office product\"); None: unknown"
+    )
     paths: list[str] = Field(description="event files or glob patterns (CSV or Parquet), read in this order")
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="auto = by file suffix")
     separator: str = Field(",", description="CSV field separator (may be several characters)")
@@ -326,4 +332,5 @@ def load_tabular(
         catalogue=Catalogue.from_frame(catalogue),
         checksums=checksums,
         source=str(base),
+        domain=cfg.domain,
     )
