@@ -209,6 +209,7 @@ BUILT_IN: dict[str, str] = {
     "itemknn": "personarec.recommend.itemknn:ItemKNN",
     "ease": "personarec.recommend.ease:EASE",
     "sasrec": "personarec.recommend.sasrec:SASRec",
+    "text_sasrec": "personarec.recommend.text_sasrec:TextSASRec",
     "persona_sasrec": "personarec.recommend.persona_sasrec:PersonaSASRec",
     "persona_hybrid": "personarec.recommend.persona_hybrid:PersonaHybrid",
     "persona_retrieval": "personarec.recommend.persona_retrieval:PersonaRetrieval",

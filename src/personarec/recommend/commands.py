@@ -38,17 +38,25 @@ def train(
     models: ModelsOption = None,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
+    tune: Annotated[
+        bool,
+        typer.Option("--tune", help="Search each model's hyper-parameters on the validation split first (Optuna; "
+                     "SASRec family; budget in recommend.tuning) and keep the best trial's model."),
+    ] = False,
+    trials: Annotated[int | None, typer.Option("--trials", help="With --tune: number of trials (recommend.tuning.trials).")] = None,
 ) -> None:
     """Fit recommenders on RUN_DIR/split (cut first if absent) and save them to RUN_DIR/models/<name>/.
 
     Per-model knobs: --set recommend.models.sasrec.max_epochs=50 (see `recommend` in the config).
+    With --tune, models/<name>/tuning.json holds every trial and the best parameters.
     """
-    cfg = resolve_config(config, set_, run_dir=run_dir)
+    extra = [f"recommend.tuning.trials={trials}"] if trials is not None else []
+    cfg = resolve_config(config, (set_ or []) + extra, run_dir=run_dir)
     rcfg: RecommendConfig = cfg.section("recommend", RecommendConfig)  # type: ignore[assignment]
     names = parse_models(models, rcfg)
     service = RunService.of(cfg, console=console)
     split = service.split
-    trained = service.train(names)
+    trained = service.train(names, tune=tune)
     table = Table(title=f"trained on {split.protocol.dataset} ({split.n_users} users, {split.n_items} items)")
     for col in ("model", "class", "fit seconds", "saved to"):
         table.add_column(col)

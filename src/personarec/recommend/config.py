@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from personarec.recommend.tuning import TuningConfig
+
 
 class RecommendConfig(BaseModel):
     """``[recommend]``: ``train`` lists the models; ``models.<name>`` holds one model's config.
@@ -22,6 +24,10 @@ class RecommendConfig(BaseModel):
     )
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-model config, by name")
     seed_from_run: bool = Field(True, description="models with a `seed` field get the run's seed unless set here")
+    tuning: TuningConfig = Field(
+        default_factory=TuningConfig,
+        description="hyper-parameter search of `personarec train --tune` (validation split only)",
+    )
 
     def model_spec(self, key: str) -> tuple[str, dict[str, Any]]:
         """(registered class name, config dict) for the model called ``key`` in this run."""

@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import torch
@@ -41,11 +42,17 @@ class SASRecConfig(RecommenderConfig):
     hidden: int = Field(64, ge=1, description="embedding / hidden size")
     n_blocks: int = Field(2, ge=1, description="self-attention blocks")
     n_heads: int = Field(1, ge=1, description="attention heads (must divide hidden)")
+    ff_mult: int = Field(1, ge=1, le=8, description="feed-forward inner size = ff_mult x hidden (RecBole's SASRec: 4)")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings, residual branches, feed-forward")
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on attention weights (slow on CPU)")
     lr: float = Field(5e-3, gt=0, description="Adam learning rate (5e-3 won on ML-100k validation)")
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=1, description="training sequences per step")
+    train_windows: Literal["last", "all"] = Field(
+        "last",
+        description="last: each user's latest max_len + 1 events; all: a long history is cut into consecutive "
+        "windows so every event is a training target once (matters when histories are longer than max_len)",
+    )
     max_epochs: int = Field(200, ge=1)
     patience: int = Field(5, ge=1, description="epochs without validation NDCG@10 gain before stopping")
     min_epochs: int = Field(0, ge=0, description="never stop before this many epochs")
@@ -70,7 +77,8 @@ class SelfAttentionBlock(nn.Module):
         self.out = nn.Linear(cfg.hidden, cfg.hidden)
         self.norm2 = nn.LayerNorm(cfg.hidden)
         self.ff = nn.Sequential(
-            nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.hidden)
+            nn.Linear(cfg.hidden, cfg.ff_mult * cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.ff_mult * cfg.hidden, cfg.hidden),
         )
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -107,6 +115,12 @@ class SASRecNet(nn.Module):
         """``tokens [B, L]`` left-padded with 0 -> hidden states ``[B, L, H]`` (pad rows: junk)."""
         return self.forward_blocks(tokens)[0]
 
+    def item_table(self) -> torch.Tensor:
+        """Representations of every token ``[n_items + 1, H]`` (row 0 = padding): the input
+        embeddings (times ``sqrt(H)``) and the tied output layer. Subclasses build it from other
+        item features (:class:`personarec.recommend.text_sasrec.TextSASRecNet`: item text)."""
+        return self.item_emb.weight
+
     def forward_blocks(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Hidden states (as :meth:`forward`) and each block's output ``[B, L, H]`` (before the
         final LayerNorm), from one pass: auxiliary losses on intermediate layers read these."""
@@ -115,7 +129,7 @@ class SASRecNet(nn.Module):
             raise ValueError(f"sequence length {length} > max_len {self.max_len}")
         real = tokens != 0
         positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)
-        x = self.item_emb(tokens) * self.scale + self.pos_emb(positions)[None]
+        x = F.embedding(tokens, self.item_table(), padding_idx=0) * self.scale + self.pos_emb(positions)[None]
         x = self.emb_dropout(x) * real.unsqueeze(-1)
         # causal and key-padding in one boolean mask (True = may attend); each position may attend
         # to itself so that all-padding rows stay finite.
@@ -130,7 +144,7 @@ class SASRecNet(nn.Module):
 
     def item_weights(self) -> torch.Tensor:
         """Output embeddings of the real items ``[n_items, H]`` (tied to the input embeddings)."""
-        return self.item_emb.weight[1:]
+        return self.item_table()[1:]
 
 
 def left_pad(seqs: list[np.ndarray], max_len: int) -> torch.Tensor:
@@ -161,6 +175,9 @@ class SASRec(Recommender):
         self.history_: list[dict[str, float]] = []  # per-epoch loss / valid NDCG / seconds
         self.best_epoch: int = 0
         self.epoch_: int = 0  # the epoch being trained (1-based; for subclasses' loss schedules)
+        #: called with each epoch's record (loss, valid_ndcg...) after validation; may raise to stop
+        #: the fit (the hyper-parameter search prunes hopeless trials through it)
+        self.on_epoch: Callable[[dict[str, float]], None] | None = None
 
     @property
     def cfg(self) -> SASRecConfig:
@@ -172,8 +189,12 @@ class SASRec(Recommender):
 
             raise ConfigError(f"sasrec.hidden={self.cfg.hidden} must be divisible by n_heads={self.cfg.n_heads}")
         self.n_items = n_items
-        self.net = SASRecNet(n_items, self.cfg)
+        self.net = self._make_net(n_items)
         return self.net
+
+    def _make_net(self, n_items: int) -> SASRecNet:
+        """The network (subclasses with other item representations return a subclass)."""
+        return SASRecNet(n_items, self.cfg)
 
     # -- hooks for subclasses (distillation) ---------------------------------------------
     def encode(self, seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,8 +234,19 @@ class SASRec(Recommender):
 
     # -- training ------------------------------------------------------------------------
     def _training_windows(self, history: UserSequences) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(user of each window, windows of at most ``max_len + 1`` events); consecutive windows of
+        one user overlap by one event, so every event after a user's first is a target once."""
         users = np.flatnonzero(history.lengths() >= 2)
-        return users, [history[u][-(self.cfg.max_len + 1) :] for u in users]
+        span = self.cfg.max_len + 1
+        if self.cfg.train_windows == "last":
+            return users, [history[u][-span:] for u in users]
+        owners, windows = [], []
+        for u in users:
+            seq = history[u]
+            for end in range(len(seq), 1, -self.cfg.max_len):
+                owners.append(u)
+                windows.append(seq[max(0, end - span) : end])
+        return np.asarray(owners, dtype=np.int64), windows
 
     def _fit(self, split: Split, ctx: FitContext) -> Self:
         cfg = self.cfg
@@ -272,6 +304,8 @@ class SASRec(Recommender):
                         waited += 1
                     progress.update(task, description=f"sasrec epoch {epoch} ndcg@{cfg.eval_k}={ndcg:.4f} best={best_score:.4f}")
                 self.history_.append(record)
+                if self.on_epoch is not None:
+                    self.on_epoch(record)
                 if len(valid_users) and waited >= cfg.patience and epoch >= self.min_epochs():
                     break
         if best_state is not None:

@@ -9,6 +9,8 @@ model trained in this process is the object that is evaluated, not a reload.
 
 from __future__ import annotations
 
+import json
+
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -148,13 +150,15 @@ class RunService:
             self.train(missing)
         return {n: self.model(n) for n in names}
 
-    def train(self, names: Sequence[str]) -> dict[str, Recommender]:
+    def train(self, names: Sequence[str], *, tune: bool = False) -> dict[str, Recommender]:
         """Fit each named model (``recommend.models.<name>`` or a registered name) on the split
         and save it under ``RUN_DIR/models/<name>``; the manifest records each fit.
 
         A model whose config has ``base_from = "<key>"`` is fitted on top of that model (trained
         earlier in this call, or saved): the persona hybrid re-ranks SASRec's list instead of
-        training a second SASRec.
+        training a second SASRec. ``tune``: search each model's hyper-parameters on the
+        validation split first (:func:`personarec.recommend.tuning.tune`, ``recommend.tuning``)
+        and keep the best trial's model; the search is written to ``models/<name>/tuning.json``.
         """
         if self.cfg is None:
             raise ConfigError("training needs the run's config")
@@ -176,9 +180,19 @@ class RunService:
                 self._print(f"training [bold]{key}[/] ({cls_name})")
                 start = time.perf_counter()
                 own_bar = "show_progress" in fields or self.console is None  # models with their own progress bar
-                with nullcontext() if own_bar else self.console.status(f"fitting {key}"):
-                    model.fit(split=self.split, context=model_context)
+                search = None
+                if tune:
+                    from personarec.recommend.tuning import tune as search_params
+
+                    search = search_params(cls_name, params, self.split, model_context, rcfg.tuning, log=self._print)
+                    model = search.model
+                else:
+                    with nullcontext() if own_bar else self.console.status(f"fitting {key}"):
+                        model.fit(split=self.split, context=model_context)
                 path = model.save(self.run.file("models", key))
+                if search is not None:
+                    (path / "tuning.json").write_text(json.dumps(search.summary(), indent=2, default=str))
+                    entry.update(tuned=True, best_valid_ndcg=round(search.best_value, 5), trials=len(search.trials))
                 entry.update(config=model.get_config(), fit_seconds=round(time.perf_counter() - start, 3), path=str(path))
                 if hasattr(model, "best_epoch"):
                     entry["best_epoch"] = model.best_epoch

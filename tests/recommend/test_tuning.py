@@ -1,0 +1,82 @@
+"""The hyper-parameter search: validation only (test events never read), the best trial is the
+kept model, the budget and the space are respected, pruning stops trials, `train --tune` saves it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from personarec.config import load_config
+from personarec.data.splits import Split
+from personarec.errors import ConfigError
+from personarec.recommend.service import RunService
+from personarec.recommend.tuning import ParamRange, TuningConfig, default_space, tune
+from tests.recommend.conftest import cyclic_split
+
+FIXED = dict(hidden=16, n_blocks=1, max_len=12, batch_size=32, num_threads=1, seed=0)
+SMALL = TuningConfig(trials=4, max_epochs=4, patience=2, seed=0, space={
+    "lr": ParamRange(low=1e-3, high=3e-2, log=True), "hidden": ParamRange(choices=[8, 16]),
+    "dropout": ParamRange(low=0.0, high=0.3), "n_blocks": ParamRange(choices=[1]), "max_len": ParamRange(choices=[12]),
+    "batch_size": ParamRange(choices=[32]), "ff_mult": ParamRange(choices=[1]),
+})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def split() -> Split:
+    return cyclic_split(n_users=60, n_items=15)
+
+
+def test_search_reads_validation_never_test(split, monkeypatch):
+    asked: list[str] = []
+    for method in ("history", "targets", "eval_users"):
+        original = getattr(Split, method)
+
+        def spy(self, stage, *args, _original=original, **kwargs):
+            asked.append(stage)
+            return _original(self, stage, *args, **kwargs)
+
+        monkeypatch.setattr(Split, method, spy)
+    result = tune("sasrec", FIXED, split, config=SMALL)
+    assert "test" not in asked and "valid" in asked
+    finished = [t for t in result.trials if t["state"] == "COMPLETE"]
+    assert len(result.trials) == SMALL.trials and finished
+    assert result.best_value == pytest.approx(max(t["value"] for t in finished))
+    # the kept model is the best trial's, fitted: its own best validation NDCG is the search's best
+    assert max(r["valid_ndcg"] for r in result.model.history_) == pytest.approx(result.best_value)
+    assert result.best_params["hidden"] in (8, 16) and 1e-3 <= result.best_params["lr"] <= 3e-2
+    assert result.model.config.hidden == result.best_params["hidden"]
+
+
+def test_pruning_stops_bad_trials(split):
+    config = SMALL.model_copy(update={"trials": 8, "max_epochs": 8, "patience": 8})
+    result = tune("sasrec", FIXED, split, config=config)
+    pruned = [t for t in result.trials if t["state"] == "PRUNED"]
+    assert len(result.trials) == 8 and result.summary()["n_pruned"] == len(pruned) >= 1  # measured: 4 of 8
+    assert all("fit_seconds" not in t for t in pruned)  # stopped inside the fit, not after it
+
+
+def test_only_models_that_validate_while_training():
+    with pytest.raises(ConfigError, match="SASRec family"):
+        default_space("ease")
+    assert "item_ids" in default_space("text_sasrec") and "item_ids" not in default_space("sasrec")
+    with pytest.raises(ValueError, match="choices or both"):
+        ParamRange(low=1.0)
+
+
+def test_train_tune_keeps_the_best_trial(split, tmp_path):
+    cfg = load_config(sets=[
+        f"run_dir={tmp_path}", "recommend.tuning.trials=2", "recommend.tuning.max_epochs=2",
+        'recommend.tuning.space={"hidden": {"choices": [8]}, "n_blocks": {"choices": [1]}, "max_len": {"choices": [12]}, '
+        '"ff_mult": {"choices": [1]}}',
+        'recommend.models.sasrec={"num_threads": 1, "batch_size": 32}',
+    ])  # fmt: skip
+    service = RunService.of(cfg, split=split)
+    model = service.train(["sasrec"], tune=True)["sasrec"]
+    doc = json.loads((tmp_path / "models" / "sasrec" / "tuning.json").read_text())
+    assert doc["n_trials"] == 2 and doc["best_params"]["hidden"] == 8 == model.config.hidden
+    loaded = RunService.of(cfg, split=split).model("sasrec")
+    history = split.history("test")
+    np.testing.assert_allclose(loaded.score(np.arange(4), history), model.score(np.arange(4), history), rtol=1e-5)
+    assert service.run.manifest()["stages"]["train.sasrec"]["tuned"] is True
