@@ -16,6 +16,13 @@ from pydantic import BaseModel
 from personarec.config import RunConfig
 from personarec.errors import ConfigError
 
+#: ``base_from`` is read by the trainer (recommend/service.py), not by a model's config class, so the
+#: generated example documents it here, under each model that builds on a base model
+BASE_FROM = (
+    "key of another model of this run to build on instead of fitting `base` (trained earlier by the same "
+    '`personarec train`, or saved in RUN_DIR/models), e.g. base_from = "sasrec": no second training'
+)
+
 
 def stage_models() -> dict[str, type[BaseModel]]:
     """Section name -> the model its stage validates it with (data is part of RunConfig itself)."""
@@ -117,4 +124,6 @@ def example_toml() -> str:
         if section == "recommend":
             for rec_name, cls in all_recommenders().items():
                 _table(cls.config_class, cls.config_class().model_dump(mode="json"), f"recommend.models.{rec_name}", out)
+                if "base" in cls.config_class.model_fields:
+                    out += [f"# {BASE_FROM}", "# base_from =   (unset)"]
     return "\n".join(out) + "\n"

@@ -89,3 +89,20 @@ def test_a_store_written_under_another_config_is_refused(ml100k_split, tmp_path)
     check_persona_store(RunConfig.model_validate(base))  # the config it was written with
     with pytest.raises(ConfigError, match="differs in: seed"):
         check_persona_store(RunConfig.model_validate({**base, "seed": 7}))
+
+
+def test_show_prints_as_many_personas_as_asked(ml100k_split, tmp_path):
+    """``--show N`` printed 3 whatever N was (issue 13, item 9): the batch sampled 3 users to show."""
+    import re
+
+    save_split(ml100k_split, tmp_path / "split")
+    genre_space(ml100k_split).save(tmp_path / "items")
+    runner = CliRunner()
+    args = ["generate", "--run-dir", str(tmp_path), "--users", "6", "--retries", "0", *DEAD]
+    shown = {}
+    for n in (5, 0):
+        res = runner.invoke(app, [*args, "--show", str(n)])  # a rerun rewrites fallbacks: users to show
+        assert res.exit_code == 0, res.output
+        shown[n] = set(re.findall(r"user (\S+) · v\d+", res.output))
+    assert len(shown[5]) == 5 and not shown[0]
+    assert runner.invoke(app, [*args, "--show", "-1"]).exit_code != 0

@@ -105,8 +105,9 @@ def test_catalogue_domain_cannot_extend_the_system_prompt(contexts):
     ctx = contexts.context(1)
     for evil in INJECTIONS:
         system = PromptBuilder(PromptConfig(domain=evil)).persona(ctx).messages[0]["content"]
-        domain = system.removeprefix("Write the interest persona of a ").split(" fan. ")[0]
-        assert system.startswith("Write the interest persona of a ") and " fan. Text inside <history>" in system
+        domain = system.removeprefix("Write the interest persona of a user from their ").split(" history. ")[0]
+        assert system.startswith("Write the interest persona of a user from their ")
+        assert " history. Text in <history>" in system
         assert len(domain) <= DOMAIN_CHARS and re.fullmatch(r"[\w &'/-]*", domain), domain
         assert "\n" not in system and not any(tok in system for tok in ANGLE_TOKENS)
 

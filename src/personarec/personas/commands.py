@@ -144,8 +144,9 @@ def _log(run_dir: Path, report) -> None:
     )
 
 
-def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress: bool = True):
+def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress: bool = True, show: int = 3):
     """Generate personas for ``users`` (default: ``sample_users``) into the run's store; log the batch.
+    Returns the report and the stored personas of ``show`` users of the batch (a seeded sample).
 
     ``personas.engine`` picks the runner: this process (local) or an actor pool on Ray."""
     from personarec.personas.store.base import open_store
@@ -168,7 +169,7 @@ def generate_for_run(cfg: RunConfig, split, space, users=None, *, show_progress:
             report = generate_personas(
                 split, space, backend, chosen, store, pc, seed=cfg.seed, show_progress=show_progress
             )
-        shown = np.random.default_rng(cfg.seed).permutation(len(report.user_ids))[:3]  # 3 random users
+        shown = np.random.default_rng(cfg.seed).permutation(len(report.user_ids))[:show]
         examples = [p for i in shown if (p := store.get(report.user_ids[i])) is not None]
     finally:
         store.close()
@@ -400,7 +401,9 @@ def generate(
             "or parquet:///dir (immutable shards for a data pipeline; resumable too).",
         ),
     ] = None,
-    show: Annotated[int, typer.Option("--show", help="How many generated personas to print.")] = 3,
+    show: Annotated[
+        int, typer.Option("--show", min=0, help="How many personas of this batch to print (a seeded sample).")
+    ] = 3,
     run_dir: RunDirOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -423,9 +426,9 @@ def generate(
         config, set_, run_dir=run_dir, **{k.replace(".", "__"): v for k, v in overrides.items()}
     )
     split, space = load_inputs(cfg)
-    report, examples = generate_for_run(cfg, split, space, users=user or None)
+    report, examples = generate_for_run(cfg, split, space, users=user or None, show=show)
     print_report(report)
-    for p in examples[:show]:
+    for p in examples:
         console.print(render_persona(p))
     console.print(f"store: {store_url(cfg.run_dir, personas_config(cfg))}")
 

@@ -16,15 +16,26 @@ class PromptConfig(BaseModel):
         "clustered",
         description="clustered: cluster-level view within a token budget; raw: every title (for comparison)",
     )
-    token_budget: int = Field(96, ge=32, description="max tokens of the history block in clustered mode")
+    token_budget: int = Field(
+        96,
+        ge=32,
+        description="max tokens of the history block in clustered mode; a short history gets at most what "
+        "its title list costs, so the clustered view is never the longer one",
+    )
     max_clusters: int = Field(12, ge=1, description="at most this many history clusters are listed")
-    examples_top: int = Field(1, ge=0, le=5, description="example titles of each of the 3 strongest clusters")
-    examples_other: int = Field(0, ge=0, le=5, description="example titles for the other listed clusters")
+    examples_top: int = Field(
+        1, ge=0, le=5, description="example titles of each of the 3 strongest clusters (seen more than once)"
+    )
+    examples_other: int = Field(
+        0, ge=0, le=5, description="example titles for the other listed clusters (seen more than once)"
+    )
     max_title_chars: int = Field(60, ge=8, description="titles are cut to this length")
     recency_half_life: float = Field(20.0, gt=0, description="events after which an interaction counts half")
     domain: str | None = Field(
-        None, description="what the items are, used in the system prompt (None = from the data: movie for "
-        "MovieLens, else the commonest top-level category)"
+        None,
+        description="what the items are, in the system prompt ('a user from their <domain> history'); None = "
+        "from the data: the dataset loader's domain (movie, beauty product, ...), else the catalogue's "
+        "commonest top-level category, else 'item'",
     )
 
 

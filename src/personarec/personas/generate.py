@@ -39,7 +39,7 @@ from personarec.personas.config import PersonasConfig
 from personarec.personas.fallback import fallback_persona
 from personarec.personas.history import ContextBuilder, PersonaContext, UserHistory
 from personarec.personas.privacy import Finding, lexicon, screen, source_text
-from personarec.personas.prompts import PROMPT_VERSION, PromptBuilder
+from personarec.personas.prompts import PROMPT_VERSION, PromptBuilder, domain_of
 from personarec.personas.schema import ExploreTopic, Interest, Persona, Provenance
 from personarec.personas.summary import check_summary, compose_reason, compose_summary
 from personarec.personas.teacher import Draft, OutputError, build_writer
@@ -431,20 +431,6 @@ def resolve_format(config: PersonasConfig, backend: LLMBackend) -> str:
     if config.format == "auto":
         return "compact" if can_batch else "json"
     return config.format
-
-
-def domain_of(split: Split) -> str:
-    """What the items are, from the data: MovieLens -> movie, else the commonest top category."""
-    name = (split.protocol.dataset or "").lower()
-    if name.startswith(("ml-", "movielens")):
-        return "movie"
-    frame = split.catalogue.frame
-    if "category" in frame.columns:
-        cats = [str(c).split(">")[0].split(",")[0].strip(" '\"") for c in frame["category"].drop_nulls().to_list()]
-        cats = [c for c in cats if c]
-        if cats:
-            return Counter(cats).most_common(1)[0][0].lower()
-    return "product"
 
 
 def _merge(total: Draft, part: Draft) -> Draft:

@@ -30,7 +30,7 @@ from personarec.data.splits import Split
 from personarec.items.space import ItemSpace
 from personarec.personas.config import PromptConfig
 from personarec.personas.history import PersonaContext, cluster_stats, item_titles, user_history
-from personarec.personas.prompts import PromptBuilder, approx_tokens
+from personarec.personas.prompts import PromptBuilder, approx_tokens, domain_of
 from personarec.personas.schema import Persona
 from personarec.personas.transitions import TransitionStats
 
@@ -239,7 +239,11 @@ def compare_tokens(
     transitions = transitions or TransitionStats.fit(split.history("train"), space.fine, space.n_fine)
     seqs = split.history(stage)  # type: ignore[arg-type]
     titles = item_titles(split)
-    builders = {m: PromptBuilder(prompt.model_copy(update={"mode": m}), count) for m in ("raw", "clustered")}
+    domain = prompt.domain or domain_of(split)  # the words the engine's prompts use, counted as sent
+    builders = {
+        mode: PromptBuilder(prompt.model_copy(update={"mode": mode, "domain": domain}), count)
+        for mode in ("raw", "clustered")
+    }
     sizes: dict[str, list[int]] = {"hr": [], "hc": [], "pr": [], "pc": []}
     for u in users:
         h = user_history(split, int(u), stage, seqs)  # type: ignore[arg-type]

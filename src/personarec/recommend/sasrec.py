@@ -43,6 +43,11 @@ class SASRecConfig(RecommenderConfig):
     n_blocks: int = Field(2, ge=1, description="self-attention blocks")
     n_heads: int = Field(1, ge=1, description="attention heads (must divide hidden)")
     ff_mult: int = Field(1, ge=1, le=8, description="feed-forward inner size = ff_mult x hidden (RecBole's SASRec: 4)")
+    norm: Literal["pre", "post"] = Field(
+        "pre",
+        description="LayerNorm placement: pre (before each sub-layer, a final norm on the output) or post (after each "
+        "residual sum, a norm on the input embeddings: the original Transformer and RecBole's SASRec)",
+    )
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings, residual branches, feed-forward")
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on attention weights (slow on CPU)")
     lr: float = Field(5e-3, gt=0, description="Adam learning rate (5e-3 won on ML-100k validation)")
@@ -81,14 +86,23 @@ class SelfAttentionBlock(nn.Module):
             nn.Linear(cfg.ff_mult * cfg.hidden, cfg.hidden),
         )
         self.dropout = nn.Dropout(cfg.dropout)
+        self.post_norm = cfg.norm == "post"
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, length, h = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(x if self.post_norm else self.norm1(x))
+            .view(b, length, 3, self.n_heads, h // self.n_heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         a = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
         )
-        x = x + self.dropout(self.out(a.transpose(1, 2).reshape(b, length, h)))
+        attended = self.dropout(self.out(a.transpose(1, 2).reshape(b, length, h)))
+        if self.post_norm:
+            x = self.norm1(x + attended)
+            return self.norm2(x + self.dropout(self.ff(x)))
+        x = x + attended
         return x + self.dropout(self.ff(self.norm2(x)))
 
 
@@ -105,7 +119,9 @@ class SASRecNet(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(SelfAttentionBlock(cfg) for _ in range(cfg.n_blocks))
-        self.final_norm = nn.LayerNorm(cfg.hidden)
+        # pre-norm blocks end un-normalised (a final norm); post-norm ones normalise the input instead
+        self.final_norm = nn.LayerNorm(cfg.hidden) if cfg.norm == "pre" else nn.Identity()
+        self.input_norm = nn.LayerNorm(cfg.hidden) if cfg.norm == "post" else nn.Identity()
         self.scale = math.sqrt(cfg.hidden)
         nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
         with torch.no_grad():
@@ -130,7 +146,7 @@ class SASRecNet(nn.Module):
         real = tokens != 0
         positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)
         x = F.embedding(tokens, self.item_table(), padding_idx=0) * self.scale + self.pos_emb(positions)[None]
-        x = self.emb_dropout(x) * real.unsqueeze(-1)
+        x = self.emb_dropout(self.input_norm(x)) * real.unsqueeze(-1)
         # causal and key-padding in one boolean mask (True = may attend); each position may attend
         # to itself so that all-padding rows stay finite.
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()

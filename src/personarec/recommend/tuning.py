@@ -57,6 +57,7 @@ SASREC_SPACE: dict[str, ParamRange] = {
     "n_blocks": _c(1, 2, 3),
     "n_heads": _c(1, 2),
     "ff_mult": _c(1, 2, 4),
+    "norm": _c("pre", "post"),
     "dropout": _r(0.0, 0.6),
     "max_len": _c(50, 100, 200),
     "batch_size": _c(32, 64, 128),
