@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from personarec.errors import ConfigError
 from personarec.items.space import ItemSpace
@@ -109,3 +110,18 @@ def test_all_training_windows_cover_every_event():
     targets = sorted(int(x) for w, u in zip(windows, owners) if u == 0 for x in w[1:])
     assert targets == list(range(1, 10)) and all(len(w) <= 5 for w in windows)
     assert list(owners).count(1) == 1
+
+
+def test_id_dropout_drops_ids_per_step_and_never_at_inference(world):
+    split, space, cold = world
+    model = build_recommender("text_sasrec", dict(TINY, max_epochs=2, id_dropout=0.5, text_dropout=0.0)).fit(split, items=space)
+    net = model.net
+    net.train()
+    net.new_step()
+    kept = net.step_mask[:, 0]
+    assert 0 < kept.sum() < net.id_mask.sum()  # about half of the warm items keep their ID this step
+    assert kept[cold].sum() == 0  # a cold item never had one
+    torch.testing.assert_close(net.item_table(), net.item_table())  # one mask for input and output
+    net.eval()
+    history = split.history("test")
+    np.testing.assert_array_equal(model.score(np.arange(5), history), model.score(np.arange(5), history))

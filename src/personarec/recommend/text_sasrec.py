@@ -37,6 +37,13 @@ class TextSASRecConfig(SASRecConfig):
         "with training events; cold items use text alone); all (every item, cold ones included)",
     )
     text_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the projected text vectors while training")
+    id_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of items whose ID embedding is dropped at each training step, so the model also learns to "
+        "rank items by their text alone, as it must rank cold items (DropoutNet's idea)",
+    )
 
 
 class TextSASRecNet(SASRecNet):
@@ -53,10 +60,18 @@ class TextSASRecNet(SASRecNet):
         self.text_proj = nn.Linear(text.shape[1], cfg.hidden, bias=False)
         nn.init.normal_(self.text_proj.weight, std=cfg.hidden**-0.5)  # the scale of the ID embeddings
         self.text_dropout = nn.Dropout(cfg.text_dropout)
+        self.id_dropout = cfg.id_dropout
+        self.step_mask: torch.Tensor | None = None  # this training step's ID mask (input and output agree)
+
+    def new_step(self) -> None:
+        """Draw the items whose ID embedding this training step drops (``id_dropout``)."""
+        keep = torch.rand_like(self.id_mask) >= self.id_dropout
+        self.step_mask = self.id_mask * keep if self.id_dropout > 0 else None
 
     def item_table(self) -> torch.Tensor:
         items = self.text_dropout(self.text_proj(self.text - self.text_centre))
-        items = items + self.item_emb.weight[1:] * self.id_mask
+        id_mask = self.step_mask if self.training and self.step_mask is not None else self.id_mask
+        items = items + self.item_emb.weight[1:] * id_mask
         return torch.cat([items.new_zeros(1, items.shape[1]), items])
 
 
@@ -86,6 +101,11 @@ class TextSASRec(SASRec):
         self.text = np.asarray(space.embeddings, dtype=np.float32)
         self.warm = np.bincount(split.history("train").items, minlength=split.n_items) > 0
         return super()._fit(split, ctx)
+
+    def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        assert isinstance(self.net, TextSASRecNet)
+        self.net.new_step()
+        return super().training_loss(inputs, targets, users)
 
     def _make_net(self, n_items: int) -> SASRecNet:
         if self.text is None or self.warm is None:

@@ -67,6 +67,7 @@ TEXT_SASREC_SPACE: dict[str, ParamRange] = {
     **SASREC_SPACE,
     "item_ids": _c("none", "warm", "all"),
     "text_dropout": _r(0.0, 0.5),
+    "id_dropout": _r(0.0, 0.5),
 }
 
 
