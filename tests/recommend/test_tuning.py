@@ -50,11 +50,18 @@ def test_search_reads_validation_never_test(split, monkeypatch):
 
 
 def test_pruning_stops_bad_trials(split):
-    config = SMALL.model_copy(update={"trials": 8, "max_epochs": 8, "patience": 8})
+    config = SMALL.model_copy(update={"trials": 8, "max_epochs": 8, "patience": 8, "prune_after": 3})
     result = tune("sasrec", FIXED, split, config=config)
     pruned = [t for t in result.trials if t["state"] == "PRUNED"]
     assert len(result.trials) == 8 and result.summary()["n_pruned"] == len(pruned) >= 1  # measured: 4 of 8
     assert all("fit_seconds" not in t for t in pruned)  # stopped inside the fit, not after it
+
+
+def test_several_seeds_per_trial_score_by_their_mean(split):
+    result = tune("sasrec", FIXED, split, config=SMALL.model_copy(update={"trials": 2, "seeds": 2, "prune": False}))
+    for t in result.trials:
+        assert len(t["seed_values"]) == 2 and t["value"] == pytest.approx(sum(t["seed_values"]) / 2, abs=1e-5)  # values rounded in the record
+    assert result.best_value == pytest.approx(max(t["value"] for t in result.trials))
 
 
 def test_only_models_that_validate_while_training():

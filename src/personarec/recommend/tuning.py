@@ -81,6 +81,15 @@ class TuningConfig(BaseModel):
     max_epochs: int = Field(60, ge=1, description="epoch cap of every trial (early stopping usually ends it sooner)")
     patience: int = Field(5, ge=1, description="early-stopping patience of every trial")
     prune: bool = Field(True, description="stop trials whose validation curve is below the median of earlier trials")
+    prune_after: int = Field(
+        10, ge=1, description="epochs before a trial may be pruned (slow starters, e.g. a low lr, are not cut too soon)"
+    )
+    seeds: int = Field(
+        1,
+        ge=1,
+        description="fits per trial with different seeds, scored by their mean validation NDCG: a small validation set "
+        "makes one fit's score noisy, and the best of many noisy trials is then a lucky seed, not a better setting",
+    )
     seed: int = Field(0, description="seed of the sampler (TPE)")
     space: dict[str, ParamRange] = Field(
         default_factory=dict, description="parameters added to or replacing the model family's default space"
@@ -153,7 +162,6 @@ def tune(
         sampled = {name: _suggest(trial, name, r) for name, r in space.items()}
         if sampled.get("hidden", 1) % sampled.get("n_heads", 1):
             raise optuna.TrialPruned("hidden not divisible by n_heads")
-        model = build_recommender(model_name, {**fixed, **sampled})
 
         def report(record: dict[str, float]) -> None:
             if "valid_ndcg" in record:
@@ -161,15 +169,23 @@ def tune(
                 if config.prune and trial.should_prune():
                     raise optuna.TrialPruned(f"epoch {int(record['epoch'])}")
 
-        model.on_epoch = report  # type: ignore[attr-defined]
         start = time.perf_counter()
-        model.fit(split, context)
-        model.on_epoch = None  # type: ignore[attr-defined]
-        value = max(r.get("valid_ndcg", 0.0) for r in model.history_)  # type: ignore[attr-defined]
-        trial.set_user_attr("best_epoch", int(model.best_epoch))  # type: ignore[attr-defined]
+        fits, values = [], []
+        for offset in range(config.seeds):  # the first fit's curve is the one the pruner watches
+            params = {**fixed, **sampled}
+            params["seed"] = int(params.get("seed", 0)) + offset
+            model = build_recommender(model_name, params)
+            model.on_epoch = report if offset == 0 else None  # type: ignore[attr-defined]
+            model.fit(split, context)
+            model.on_epoch = None  # type: ignore[attr-defined]
+            fits.append(model)
+            values.append(max(r.get("valid_ndcg", 0.0) for r in model.history_))  # type: ignore[attr-defined]
+        value = float(sum(values) / len(values))
+        trial.set_user_attr("seed_values", [round(v, 5) for v in values])
+        trial.set_user_attr("best_epoch", int(fits[0].best_epoch))  # type: ignore[attr-defined]
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - start, 1))
         if value > best["value"]:
-            best.update(value=value, model=model)
+            best.update(value=value, model=fits[0])
         return value
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -181,7 +197,9 @@ def tune(
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=config.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3) if config.prune else optuna.pruners.NopPruner(),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=config.prune_after)
+        if config.prune
+        else optuna.pruners.NopPruner(),
     )
     start = time.perf_counter()
     study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s, callbacks=[on_trial])
@@ -191,7 +209,7 @@ def tune(
         {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params, **t.user_attrs}
         for t in study.trials
     ]
-    model = best["model"]
+    model = best["model"]  # the trial's first-seed fit, trained on train with early stopping on validation
     best_params = {k: v for k, v in model.get_config().items() if k in space}
     return TuneResult(model, best_params, float(best["value"]), trials, time.perf_counter() - start)
 
