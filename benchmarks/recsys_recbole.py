@@ -55,7 +55,7 @@ def main(spec_path: str, out_path: str) -> None:
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
         "MAX_ITEM_LIST_LENGTH": hp["max_len"],
-        "hidden_size": hp["hidden"], "inner_size": hp["hidden"], "n_layers": hp["n_blocks"], "n_heads": hp["n_heads"],
+        "hidden_size": hp["hidden"], "inner_size": hp.get("inner_size", hp["hidden"]), "n_layers": hp["n_blocks"], "n_heads": hp["n_heads"],
         "hidden_dropout_prob": hp["dropout"], "attn_dropout_prob": hp["attn_dropout"], "hidden_act": "gelu",
         "loss_type": "CE", "train_neg_sample_args": None,
         "learning_rate": hp["lr"], "train_batch_size": hp["recbole_batch_size"], "eval_batch_size": 256,
@@ -83,6 +83,18 @@ def main(spec_path: str, out_path: str) -> None:
         return out
 
     trainer._train_epoch = timed_epoch
+    valid_seconds: list[float] = []
+    valid_scores: list[float] = []
+    valid_epoch = trainer._valid_epoch
+
+    def timed_valid(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = valid_epoch(*args, **kwargs)
+        valid_seconds.append(time.perf_counter() - t0)
+        valid_scores.append(float(out[0]))
+        return out
+
+    trainer._valid_epoch = timed_valid
     t0 = time.perf_counter()
     best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False, verbose=False)
     fit_seconds = time.perf_counter() - t0
@@ -138,7 +150,13 @@ def main(spec_path: str, out_path: str) -> None:
         "test_ours_seen_excluded": metrics(np.concatenate(ranks_excl)),
         "n_test_users": int(sum(len(r) for r in ranks_kept)),
         "train_samples_per_epoch": len(train_data._dataset),
+        "valid_ndcg_curve": valid_scores,
+        "valid_seconds": valid_seconds,
     }
+    if valid_scores:  # time to the best validation epoch: its training and validation passes, summed
+        best = int(np.argmax(valid_scores))
+        result["best_epoch"] = best + 1
+        result["seconds_to_best"] = float(sum(epoch_seconds[: best + 1]) + sum(valid_seconds[: best + 1]))
     open(out_path, "w").write(json.dumps(result, indent=2))
 
 

@@ -32,6 +32,7 @@ CONFIGS: dict[str, dict] = {
     "itemknn": {},
     "ease": {},
     "sasrec": SMALL_SASREC,
+    "text_sasrec": SMALL_SASREC,
     "persona_sasrec": {**SMALL_SASREC, "aux_epochs": 1},
     "persona_hybrid": {"base": {"name": "itemknn"}, "interest_boost": 0.1, "explore_quota": 0.2},
     "persona_retrieval": {"query": "history", "popularity_weight": 0.5},

@@ -380,11 +380,14 @@ def _slow_read(
         raw = pl.read_csv(data, **read_kwargs)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"cannot parse: {str(exc).splitlines()[0][:200]}", path=str(path)) from None
-    if has_header:
-        raw = raw.select(list(columns))
-    else:
-        raw = raw.select(raw.columns[: len(columns)])
-        raw.columns = list(columns)
+    try:  # a header polars reads differently from the scan (e.g. duplicate names) is the file's fault
+        if has_header:
+            raw = raw.select(list(columns))
+        else:
+            raw = raw.select(raw.columns[: len(columns)])
+            raw.columns = list(columns)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"cannot read columns {list(columns)}: {str(exc).splitlines()[0][:200]}", path=str(path)) from None
     starts = scan.starts[~bad][first:]
     row_lines = starts if len(starts) == raw.height else np.arange(raw.height, dtype=np.int64) + 1 + first
     typed = raw.select([_cast(c, t) for c, t in columns.items()])
