@@ -98,3 +98,13 @@ def test_config_errors(tmp_path):
         load_tabular(tmp_path, options={"paths": "x.csv", "user_column": "oops"})
     with pytest.raises(DataError, match="no file matches"):
         load_tabular(tmp_path, options={"paths": "nothing-*.csv"})
+
+
+@pytest.mark.parametrize("name", ["*", "^user.*$"])
+def test_a_column_named_like_a_polars_pattern_is_refused(name):
+    """polars expands `*` and `^...$` instead of selecting them: such a mapping is a clear config error
+    (found by the loader fuzzing: a user column named '0' and an item column named '*')."""
+    from personarec.data.tabular import TabularConfig
+
+    with pytest.raises(ValueError, match="polars pattern"):
+        TabularConfig(events="e.csv", item_col=name)

@@ -39,6 +39,11 @@ _LIST_FIELDS = ("genres", "tags")
 _RESERVED = {"_line", "_ts", "_rating"}  # columns the loader adds while it checks rows
 
 
+def is_column_pattern(name: str) -> bool:
+    """Names polars expands instead of selecting (``*``, ``^...$``): a column so named cannot be mapped."""
+    return name == "*" or (len(name) > 1 and name.startswith("^") and name.endswith("$"))
+
+
 class TabularConfig(BaseModel):
     """Column mapping for a generic event table (CSV or Parquet) and its item catalogue."""
 
@@ -81,6 +86,8 @@ class TabularConfig(BaseModel):
     def _not_reserved(cls, value: str | None) -> str | None:
         if value in _RESERVED:
             raise ValueError(f"column name {value!r} is reserved for the loader's own use")
+        if value is not None and is_column_pattern(value):
+            raise ValueError(f"column name {value!r} reads as a polars pattern (wildcard or ^regex$); rename the column")
         return value
 
     @field_validator("encoding")
