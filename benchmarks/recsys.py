@@ -61,7 +61,7 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def evaluate(split: Split, models: dict[str, Recommender], stage: str = "test", items: Any = None):
+def evaluate(split: Split, models: dict[str, Recommender], stage: str = "test"):
     """Accuracy rows per model (+ cold-item recall@10 on test) and the harness timings."""
     result = evaluate_models(split, models, stage=stage, ks=KS, metrics=["accuracy"], n_boot=200, show_progress=False)
     rows = {r["model"]: {m: float(r[m]) for m in METRICS} for r in result.summary.iter_rows(named=True)}

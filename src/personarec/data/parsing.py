@@ -380,7 +380,7 @@ def _slow_read(
         raw = pl.read_csv(data, **read_kwargs)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"cannot parse: {str(exc).splitlines()[0][:200]}", path=str(path)) from None
-    try:  # a header polars reads differently from the scan (e.g. duplicate names) is the file's fault
+    try:  # any polars refusal to select the mapped columns is reported against the file, never a traceback
         if has_header:
             raw = raw.select(list(columns))
         else:
