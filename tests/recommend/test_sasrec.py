@@ -115,13 +115,55 @@ def test_bad_heads_is_a_config_error():
         build_recommender("sasrec", dict(TINY, hidden=30, n_heads=4)).fit(cyclic_split(n_users=10))
 
 
-@pytest.mark.parametrize("options", [dict(norm="post", ff_mult=4, n_heads=2), dict(train_windows="all", max_len=6)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(norm="post", ff_mult=4, n_heads=2),
+        dict(train_windows="all", max_len=6),
+        dict(positions="start", init="bert", norm="post", lr=3e-3, max_epochs=40, patience=8),
+    ],
+)
 def test_architecture_options_learn_and_round_trip(options, tmp_path):
-    """Post-norm blocks (RecBole's layout), a wider feed-forward, several heads and windowed training
-    each still learn the cycle, and a saved model scores as trained."""
+    """Post-norm blocks (RecBole's layout), a wider feed-forward, several heads, windowed training,
+    positions counted from the first event and BERT initialisation each still learn the cycle; a
+    saved model scores as trained, and padding in a batch changes no row."""
     split = cyclic_split()
     model = build_recommender("sasrec", dict(TINY, **options)).fit(split)
     assert hit_rate_at_1(model, split) >= 0.9
     loaded = load_recommender(model.save(tmp_path / "m"))
     history = split.history("test")
     np.testing.assert_allclose(loaded.score(np.arange(8), history), model.score(np.arange(8), history), rtol=1e-5, atol=1e-6)
+    batch = model.score(np.arange(8), history)
+    for u in range(8):
+        np.testing.assert_allclose(model.score_sequence(history[u]), batch[u], rtol=1e-4, atol=1e-4)
+
+
+def test_positions_from_start_tell_a_short_history_from_a_long_one():
+    """With positions="end" the latest event always sits at the last position; with "start" a
+    history of 3 events puts it at position 2, so the two settings read a short history apart."""
+    from personarec.recommend.sasrec import SASRecConfig, SASRecNet
+
+    torch.manual_seed(0)
+    end = SASRecNet(20, SASRecConfig(**dict(TINY, max_len=8)))
+    start = SASRecNet(20, SASRecConfig(**dict(TINY, max_len=8, positions="start")))
+    start.load_state_dict(end.state_dict())
+    end.eval(), start.eval()
+    full = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])  # no padding: both count the same positions
+    torch.testing.assert_close(end(full), start(full))
+    short = torch.tensor([[0, 0, 0, 0, 0, 6, 7, 8]])
+    assert not torch.allclose(end(short)[0, -1], start(short)[0, -1])
+    # "start" reads the padded short history exactly as the unpadded one
+    torch.testing.assert_close(start(short)[:, -3:], start(torch.tensor([[6, 7, 8]])))
+
+
+def test_bert_initialisation_is_recboles():
+    from personarec.recommend.sasrec import SASRecConfig, SASRecNet
+
+    torch.manual_seed(0)
+    net = SASRecNet(500, SASRecConfig(**dict(TINY, init="bert", hidden=64)))
+    assert net.scale == 1.0
+    assert abs(float(net.item_emb.weight[1:].detach().std()) - 0.02) < 0.002
+    assert abs(float(net.blocks[0].qkv.weight.detach().std()) - 0.02) < 0.002 and float(net.blocks[0].qkv.bias.abs().max()) == 0.0
+    assert float(net.item_emb.weight[0].abs().max()) == 0.0  # padding stays zero
+    scaled = SASRecNet(500, SASRecConfig(**dict(TINY, hidden=64)))
+    assert scaled.scale == 8.0 and abs(float(scaled.item_emb.weight[1:].detach().std()) - 64**-0.5) < 0.01

@@ -11,6 +11,7 @@ from personarec.errors import ConfigError
 from personarec.items.space import ItemSpace
 from personarec.recommend.base import build_recommender, load_recommender
 from personarec.recommend.pipeline import RankingPipeline
+from personarec.recommend.sasrec import left_pad
 from tests.recommend.conftest import make_split
 
 N_FINE, PER, DIM = 8, 12, 16
@@ -125,3 +126,25 @@ def test_id_dropout_drops_ids_per_step_and_never_at_inference(world):
     net.eval()
     history = split.history("test")
     np.testing.assert_array_equal(model.score(np.arange(5), history), model.score(np.arange(5), history))
+
+
+@pytest.mark.parametrize("negatives", ["warm", "all"])
+def test_cold_items_are_negatives_only_when_asked(negatives):
+    """negatives="warm" leaves items without training events out of the training softmax (a new
+    item did not exist at training time): moving a cold item's text vector leaves the loss as it
+    was; with "all" the loss changes, because the cold item is pushed down as a negative."""
+    split, space, cold = cold_world()  # its own: the text vectors are edited below
+    model = build_recommender("text_sasrec", dict(TINY, max_epochs=1, text_dropout=0.0, negatives=negatives))
+    model.fit(split, items=space)
+    model.net.eval()
+    seqs = [split.history("train")[u] for u in range(16)]
+    inputs = left_pad([s[:-1] for s in seqs], TINY["max_len"])
+    targets = left_pad([s[1:] for s in seqs], TINY["max_len"])
+    before = float(model.next_item_loss(model.net(inputs), targets))
+    with torch.no_grad():
+        model.net.text[cold[0]] = 5.0 * model.net.text[cold[0] + 1]  # the cold item now looks like a popular one
+    after = float(model.next_item_loss(model.net(inputs), targets))
+    if negatives == "warm":
+        assert after == pytest.approx(before, abs=1e-6)
+    else:
+        assert abs(after - before) > 1e-3

@@ -48,6 +48,17 @@ class SASRecConfig(RecommenderConfig):
         description="LayerNorm placement: pre (before each sub-layer, a final norm on the output) or post (after each "
         "residual sum, a norm on the input embeddings: the original Transformer and RecBole's SASRec)",
     )
+    positions: Literal["end", "start"] = Field(
+        "end",
+        description="what a position embedding counts: end (distance from the latest event; Kang & McAuley) or start "
+        "(index from the first event the model reads; RecBole, BERT4Rec), which tells a short history apart from a "
+        "truncated long one",
+    )
+    init: Literal["scaled", "bert"] = Field(
+        "scaled",
+        description="initialisation: scaled (item embeddings N(0, 1/H) read times sqrt(H), torch defaults elsewhere) "
+        "or bert (every weight N(0, 0.02), zero biases, no input scale; RecBole's SASRec)",
+    )
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings, residual branches, feed-forward")
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on attention weights (slow on CPU)")
     lr: float = Field(5e-3, gt=0, description="Adam learning rate (5e-3 won on ML-100k validation)")
@@ -122,8 +133,17 @@ class SASRecNet(nn.Module):
         # pre-norm blocks end un-normalised (a final norm); post-norm ones normalise the input instead
         self.final_norm = nn.LayerNorm(cfg.hidden) if cfg.norm == "pre" else nn.Identity()
         self.input_norm = nn.LayerNorm(cfg.hidden) if cfg.norm == "post" else nn.Identity()
-        self.scale = math.sqrt(cfg.hidden)
-        nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
+        self.count_from_start = cfg.positions == "start"
+        if cfg.init == "bert":
+            for module in self.modules():
+                if isinstance(module, nn.Linear | nn.Embedding):
+                    nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            self.scale = 1.0
+        else:
+            self.scale = math.sqrt(cfg.hidden)
+            nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
@@ -144,8 +164,11 @@ class SASRecNet(nn.Module):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} > max_len {self.max_len}")
         real = tokens != 0
-        positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)
-        x = F.embedding(tokens, self.item_table(), padding_idx=0) * self.scale + self.pos_emb(positions)[None]
+        if self.count_from_start:  # left padding: the first real event of each row is position 0
+            positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
+        else:  # the latest event is always position max_len - 1
+            positions = torch.arange(self.max_len - length, self.max_len, device=tokens.device)[None]
+        x = F.embedding(tokens, self.item_table(), padding_idx=0) * self.scale + self.pos_emb(positions)
         x = self.emb_dropout(self.input_norm(x)) * real.unsqueeze(-1)
         # causal and key-padding in one boolean mask (True = may attend); each position may attend
         # to itself so that all-padding rows stay finite.
@@ -237,7 +260,15 @@ class SASRec(Recommender):
         assert self.net is not None
         keep = targets > 0
         logits = hidden[keep] @ self.net.item_weights().T
+        candidates = self.loss_candidates()
+        if candidates is not None:
+            logits = logits.masked_fill(~candidates, float("-inf"))
         return F.cross_entropy(logits, targets[keep] - 1)
+
+    def loss_candidates(self) -> torch.Tensor | None:
+        """Bool ``[n_items]`` of the items the training softmax ranks each target against; None =
+        every item (subclasses leave out items that must not be trained as negatives)."""
+        return None
 
     def min_epochs(self) -> int:
         """Epochs before early stopping may end training (subclasses with loss schedules raise it)."""

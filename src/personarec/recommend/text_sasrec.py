@@ -44,6 +44,12 @@ class TextSASRecConfig(SASRecConfig):
         description="share of items whose ID embedding is dropped at each training step, so the model also learns to "
         "rank items by their text alone, as it must rank cold items (DropoutNet's idea)",
     )
+    negatives: Literal["warm", "all"] = Field(
+        "warm",
+        description="items the training softmax ranks targets against: warm (items with training events; a cold item "
+        "is treated as what it is in production, an item that did not exist at training time) or all (cold items "
+        "are pushed down as negatives at every step, which teaches the model never to recommend them)",
+    )
 
 
 class TextSASRecNet(SASRecNet):
@@ -62,17 +68,27 @@ class TextSASRecNet(SASRecNet):
         self.text_dropout = nn.Dropout(cfg.text_dropout)
         self.id_dropout = cfg.id_dropout
         self.step_mask: torch.Tensor | None = None  # this training step's ID mask (input and output agree)
+        self.step_table: torch.Tensor | None = None  # this training step's item table (input and output share it)
 
     def new_step(self) -> None:
-        """Draw the items whose ID embedding this training step drops (``id_dropout``)."""
+        """Start a training step: draw the items whose ID embedding it drops (``id_dropout``) and
+        forget the previous step's item table (its parameters have moved)."""
         keep = torch.rand_like(self.id_mask) >= self.id_dropout
         self.step_mask = self.id_mask * keep if self.id_dropout > 0 else None
+        self.step_table = None
 
     def item_table(self) -> torch.Tensor:
+        # the projection of the whole catalogue is the costliest part of a step: a training step
+        # computes it once for the input embeddings and the output layer (one text dropout draw)
+        if self.training and self.step_table is not None:
+            return self.step_table
         items = self.text_dropout(self.text_proj(self.text - self.text_centre))
         id_mask = self.step_mask if self.training and self.step_mask is not None else self.id_mask
         items = items + self.item_emb.weight[1:] * id_mask
-        return torch.cat([items.new_zeros(1, items.shape[1]), items])
+        table = torch.cat([items.new_zeros(1, items.shape[1]), items])
+        if self.training:
+            self.step_table = table
+        return table
 
 
 @register
@@ -84,6 +100,7 @@ class TextSASRec(SASRec):
         super().__init__(config)
         self.text: np.ndarray | None = None  # float32 [n_items, d] frozen item text vectors
         self.warm: np.ndarray | None = None  # bool [n_items]: item has training events
+        self._warm_tensor: torch.Tensor | None = None
 
     @property
     def cfg(self) -> TextSASRecConfig:
@@ -100,12 +117,20 @@ class TextSASRec(SASRec):
             raise ConfigError(f"item space has {space.n_items} items, the split {split.n_items}")
         self.text = np.asarray(space.embeddings, dtype=np.float32)
         self.warm = np.bincount(split.history("train").items, minlength=split.n_items) > 0
+        self._warm_tensor = None
         return super()._fit(split, ctx)
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         assert isinstance(self.net, TextSASRecNet)
         self.net.new_step()
         return super().training_loss(inputs, targets, users)
+
+    def loss_candidates(self) -> torch.Tensor | None:
+        if self.cfg.negatives == "all" or self.warm is None:
+            return None
+        if self._warm_tensor is None:
+            self._warm_tensor = torch.as_tensor(self.warm, dtype=torch.bool)
+        return self._warm_tensor
 
     def _make_net(self, n_items: int) -> SASRecNet:
         if self.text is None or self.warm is None:
