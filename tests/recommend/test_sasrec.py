@@ -144,7 +144,7 @@ def test_positions_from_start_tell_a_short_history_from_a_long_one():
     from personarec.recommend.sasrec import SASRecConfig, SASRecNet
 
     torch.manual_seed(0)
-    end = SASRecNet(20, SASRecConfig(**dict(TINY, max_len=8)))
+    end = SASRecNet(20, SASRecConfig(**dict(TINY, max_len=8, positions="end")))
     start = SASRecNet(20, SASRecConfig(**dict(TINY, max_len=8, positions="start")))
     start.load_state_dict(end.state_dict())
     end.eval(), start.eval()
@@ -165,5 +165,5 @@ def test_bert_initialisation_is_recboles():
     assert abs(float(net.item_emb.weight[1:].detach().std()) - 0.02) < 0.002
     assert abs(float(net.blocks[0].qkv.weight.detach().std()) - 0.02) < 0.002 and float(net.blocks[0].qkv.bias.abs().max()) == 0.0
     assert float(net.item_emb.weight[0].abs().max()) == 0.0  # padding stays zero
-    scaled = SASRecNet(500, SASRecConfig(**dict(TINY, hidden=64)))
+    scaled = SASRecNet(500, SASRecConfig(**dict(TINY, hidden=64, init="scaled")))
     assert scaled.scale == 8.0 and abs(float(scaled.item_emb.weight[1:].detach().std()) - 64**-0.5) < 0.01
