@@ -389,6 +389,8 @@ def verdict(entry: dict[str, Any]) -> dict[str, Any]:
         out["recbole_ndcg@10"] = rb["test_ours_seen_excluded"]["ndcg@10"] if measured else reference["ndcg@10"]
         out["recbole_seconds_to_best"] = reference.get("seconds_to_best")
         out["best_over_recbole"] = ours[best] / out["recbole_ndcg@10"] - 1
+        if id_only:
+            out["id_sasrec_over_recbole"] = id_only / out["recbole_ndcg@10"] - 1
         if ours_time and out["recbole_seconds_to_best"]:
             out["time_to_best_ours_over_recbole"] = ours_time / out["recbole_seconds_to_best"]
     return out
