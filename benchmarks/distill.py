@@ -64,8 +64,10 @@ NDCG = f"ndcg@{K}"
 SOURCES = ("llm", "student", "fallback", "shuffled")
 #: recsys.py's SASRec; min_epochs 15 because ML-latest-small's validation curve has a noisy early
 #: peak (epoch 2) that stopped runs at epoch 7 (on ML-100k every run went past epoch 15 anyway)
+#: Pinned to the SASRec settings of its measured runs (the library defaults changed to RecBole's layout since).
 SASREC = dict(max_len=200, hidden=64, n_blocks=2, n_heads=1, dropout=0.2, attn_dropout=0.0, lr=5e-3,
-              batch_size=64, max_epochs=30, patience=5, min_epochs=15, show_progress=False, num_threads=1)  # fmt: skip
+              batch_size=64, max_epochs=30, patience=5, min_epochs=15, show_progress=False, num_threads=1,
+              ff_mult=1, norm="pre", positions="end", init="scaled", train_windows="last", patience_steps=0)  # fmt: skip
 PERSONA = dict(alpha=0.1, aux_epochs=10, aux_loss="cosine", pooling="mean", layer=-1)
 #: the student: persona_student.py's LoRA recipe (rank 8 on the last 10 layers, batch 8)
 STUDENT = dict(rank=8, last_layers=10, lr=5e-4, batch_size=8, cutoffs=(3, 6, 9, 12, 15, 18, 21, 24, 27))

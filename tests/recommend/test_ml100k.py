@@ -8,7 +8,7 @@ import pytest
 from personarec.recommend.base import build_recommender
 
 SMALL = dict(max_len=30, hidden=32, n_blocks=1, dropout=0.2, lr=5e-3, batch_size=64, max_epochs=6, patience=3,
-             seed=0, num_threads=1, show_progress=False)  # fmt: skip
+             patience_steps=0, seed=0, num_threads=1, show_progress=False)  # fmt: skip
 
 
 @pytest.mark.slow

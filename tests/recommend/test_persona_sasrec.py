@@ -19,7 +19,7 @@ from personarec.recommend.persona_sasrec import PersonaSASRec
 from tests.recommend.conftest import cyclic_split, make_split
 
 TINY = dict(max_len=16, hidden=32, n_blocks=1, n_heads=1, dropout=0.0, lr=1e-2, batch_size=16,
-            max_epochs=3, patience=4, seed=0, num_threads=1, show_progress=False)  # fmt: skip
+            max_epochs=3, patience=4, patience_steps=0, seed=0, num_threads=1, show_progress=False)  # fmt: skip
 
 
 def random_personas(n_users: int, dim: int = 16, seed: int = 0) -> np.ndarray:

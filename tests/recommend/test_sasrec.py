@@ -13,7 +13,7 @@ from tests.recommend.conftest import cyclic_split
 from tests.ranking import top
 
 TINY = dict(max_len=16, hidden=32, n_blocks=1, n_heads=1, dropout=0.0, lr=1e-2, batch_size=32,
-            max_epochs=25, patience=4, seed=0, num_threads=1, show_progress=False)  # fmt: skip
+            max_epochs=25, patience=4, patience_steps=0, seed=0, num_threads=1, show_progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,13 @@ def test_bert_initialisation_is_recboles():
     assert float(net.item_emb.weight[0].abs().max()) == 0.0  # padding stays zero
     scaled = SASRecNet(500, SASRecConfig(**dict(TINY, hidden=64, init="scaled")))
     assert scaled.scale == 8.0 and abs(float(scaled.item_emb.weight[1:].detach().std()) - 64**-0.5) < 0.01
+
+
+@pytest.mark.parametrize("patience_steps", [0, 4])
+def test_patience_counts_epochs_and_steps(patience_steps):
+    """Training stops after ``patience`` epochs *and* ``patience_steps`` optimizer steps without a
+    validation gain: one step an epoch here, so 4 steps wait 4 epochs where patience alone waits 1."""
+    split = cyclic_split(n_users=20)  # 20 sequences, batch 32: one step an epoch
+    cfg = dict(TINY, lr=1e-7, dropout=0.0, patience=1, patience_steps=patience_steps, max_epochs=20)
+    model = build_recommender("sasrec", cfg).fit(split)
+    assert len(model.history_) == model.best_epoch + max(1, patience_steps)

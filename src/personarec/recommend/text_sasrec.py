@@ -46,9 +46,9 @@ class TextSASRecConfig(SASRecConfig):
     )
     negatives: Literal["warm", "all"] = Field(
         "warm",
-        description="items the training softmax ranks targets against: warm (items with training events; a cold item "
-        "is treated as what it is in production, an item that did not exist at training time) or all (cold items "
-        "are pushed down as negatives at every step, which teaches the model never to recommend them)",
+        description="items the training softmax ranks targets against: warm (items with training events: a cold item "
+        "is treated as what it is in production, an item that did not exist at training time) or all (cold items are "
+        "pushed down as negatives at every step, which teaches the model never to recommend them)",
     )
 
 
@@ -68,27 +68,27 @@ class TextSASRecNet(SASRecNet):
         self.text_dropout = nn.Dropout(cfg.text_dropout)
         self.id_dropout = cfg.id_dropout
         self.step_mask: torch.Tensor | None = None  # this training step's ID mask (input and output agree)
-        self.step_table: torch.Tensor | None = None  # this training step's item table (input and output share it)
+        self.step_projection: torch.Tensor | None = None  # this training step's projected text (input and output)
 
     def new_step(self) -> None:
         """Start a training step: draw the items whose ID embedding it drops (``id_dropout``) and
-        forget the previous step's item table (its parameters have moved)."""
+        forget the previous step's text projection (its parameters have moved)."""
         keep = torch.rand_like(self.id_mask) >= self.id_dropout
         self.step_mask = self.id_mask * keep if self.id_dropout > 0 else None
-        self.step_table = None
+        self.step_projection = None
 
     def item_table(self) -> torch.Tensor:
-        # the projection of the whole catalogue is the costliest part of a step: a training step
-        # computes it once for the input embeddings and the output layer (one text dropout draw)
-        if self.training and self.step_table is not None:
-            return self.step_table
-        items = self.text_dropout(self.text_proj(self.text - self.text_centre))
+        # projecting the whole catalogue is the costliest part of a step: a training step computes it
+        # once for the input embeddings and the output layer, each of which draws its own text dropout
+        projection = self.step_projection if self.training else None
+        if projection is None:
+            projection = self.text_proj(self.text - self.text_centre)
+            if self.training:
+                self.step_projection = projection
+        items = self.text_dropout(projection)
         id_mask = self.step_mask if self.training and self.step_mask is not None else self.id_mask
         items = items + self.item_emb.weight[1:] * id_mask
-        table = torch.cat([items.new_zeros(1, items.shape[1]), items])
-        if self.training:
-            self.step_table = table
-        return table
+        return torch.cat([items.new_zeros(1, items.shape[1]), items])
 
 
 @register
