@@ -163,8 +163,8 @@ def test_bert_initialisation_is_recboles():
     net = SASRecNet(500, SASRecConfig(**dict(TINY, init="bert", hidden=64)))
     assert net.scale == 1.0
     assert abs(float(net.item_emb.weight[1:].detach().std()) - 0.02) < 0.002
-    assert abs(float(net.blocks[0].qkv.weight.detach().std()) - 0.02) < 0.002 and float(net.blocks[0].qkv.bias.abs().max()) == 0.0
-    assert float(net.item_emb.weight[0].abs().max()) == 0.0  # padding stays zero
+    assert abs(float(net.blocks[0].qkv.weight.detach().std()) - 0.02) < 0.002 and float(net.blocks[0].qkv.bias.detach().abs().max()) == 0.0
+    assert float(net.item_emb.weight[0].detach().abs().max()) == 0.0  # padding stays zero
     scaled = SASRecNet(500, SASRecConfig(**dict(TINY, hidden=64, init="scaled")))
     assert scaled.scale == 8.0 and abs(float(scaled.item_emb.weight[1:].detach().std()) - 64**-0.5) < 0.01
 
