@@ -335,7 +335,7 @@ class SASRec(Recommender):
                 progress.reset(task, total=n_batches, description=f"sasrec epoch {epoch}")
                 start = time.perf_counter()
                 net.train()
-                total, count, steps = 0.0, 0, 0
+                total, count = 0.0, 0
                 for idx in _length_buckets(lengths, cfg.batch_size, generator):
                     seqs = [windows[i] for i in idx]
                     inputs = left_pad([s[:-1] for s in seqs], cfg.max_len)
@@ -346,7 +346,6 @@ class SASRec(Recommender):
                     optimiser.step()
                     total += float(loss.detach()) * len(idx)
                     count += len(idx)
-                    steps += 1
                     progress.advance(task)
                 train_seconds = time.perf_counter() - start
                 record = {"epoch": epoch, "loss": total / count, "train_seconds": train_seconds}
@@ -363,7 +362,7 @@ class SASRec(Recommender):
                             torch.save(best_state, cfg.checkpoint_path)
                     else:
                         waited += 1
-                        steps_waited += steps
+                        steps_waited += n_batches  # every epoch has the same number of batches
                     progress.update(task, description=f"sasrec epoch {epoch} ndcg@{cfg.eval_k}={ndcg:.4f} best={best_score:.4f}")
                 self.history_.append(record)
                 if self.on_epoch is not None:

@@ -100,7 +100,6 @@ class TextSASRec(SASRec):
         super().__init__(config)
         self.text: np.ndarray | None = None  # float32 [n_items, d] frozen item text vectors
         self.warm: np.ndarray | None = None  # bool [n_items]: item has training events
-        self._warm_tensor: torch.Tensor | None = None
 
     @property
     def cfg(self) -> TextSASRecConfig:
@@ -117,7 +116,6 @@ class TextSASRec(SASRec):
             raise ConfigError(f"item space has {space.n_items} items, the split {split.n_items}")
         self.text = np.asarray(space.embeddings, dtype=np.float32)
         self.warm = np.bincount(split.history("train").items, minlength=split.n_items) > 0
-        self._warm_tensor = None
         return super()._fit(split, ctx)
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -128,9 +126,7 @@ class TextSASRec(SASRec):
     def loss_candidates(self) -> torch.Tensor | None:
         if self.cfg.negatives == "all" or self.warm is None:
             return None
-        if self._warm_tensor is None:
-            self._warm_tensor = torch.as_tensor(self.warm, dtype=torch.bool)
-        return self._warm_tensor
+        return torch.from_numpy(self.warm)  # a view, no copy
 
     def _make_net(self, n_items: int) -> SASRecNet:
         if self.text is None or self.warm is None:
