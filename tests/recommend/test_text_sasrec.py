@@ -148,3 +148,38 @@ def test_cold_items_are_negatives_only_when_asked(negatives):
         assert after == pytest.approx(before, abs=1e-6)
     else:
         assert abs(after - before) > 1e-3
+
+
+def half_cold_validation_world():
+    """cold_world with the cold item as the validation target of even users (their test target is a
+    warm item) and the test target of odd users, so an offset can be calibrated on validation."""
+    split, space, cold = cold_world()
+    train = [list(split.history("train")[u]) for u in range(split.n_users)]
+    valid = [list(split.targets("valid")[u]) for u in range(split.n_users)]
+    test = [list(split.targets("test")[u]) for u in range(split.n_users)]
+    for u in range(0, split.n_users, 2):
+        valid[u], test[u] = test[u], valid[u]
+    return make_split(train, valid, test, split.n_items), space
+
+
+def test_cold_offset_is_chosen_on_validation_and_lifts_cold_items(tmp_path):
+    split, space = half_cold_validation_world()
+    plain = build_recommender("text_sasrec", dict(TINY, cold_calibration=False)).fit(split, items=space)
+    calibrated = build_recommender("text_sasrec", TINY).fit(split, items=space)
+    assert plain.cold_offset == 0.0 and calibrated.cold_offset > 0
+    sweep = calibrated.cold_calibration_
+    assert sweep[f"{calibrated.cold_offset:g}"] == max(sweep.values()) > sweep["0"]  # chosen on validation NDCG
+    odd = np.arange(split.n_users) % 2 == 1  # cold test target
+    plain_ranks, calibrated_ranks = cold_target_ranks(plain, split), cold_target_ranks(calibrated, split)
+    # measured: cold recall@1 0.01 -> 1.0; the warm test targets of even users stay in the top 10
+    assert (calibrated_ranks[odd] < 1).mean() > (plain_ranks[odd] < 1).mean() + 0.5
+    assert (calibrated_ranks[~odd] < 10).mean() > 0.9
+    loaded = load_recommender(calibrated.save(tmp_path / "calibrated"))
+    assert loaded.cold_offset == calibrated.cold_offset
+    history = split.history("test")
+    np.testing.assert_allclose(loaded.score(np.arange(6), history), calibrated.score(np.arange(6), history), rtol=1e-5, atol=1e-5)
+
+
+def test_no_cold_validation_target_leaves_the_offset_at_zero(fitted):
+    """In cold_world every validation target is warm: there is nothing to calibrate on."""
+    assert fitted["text_sasrec"].cold_offset == 0.0 and fitted["text_sasrec"].cold_calibration_ == {}
