@@ -11,7 +11,7 @@ from personarec.errors import ConfigError
 from personarec.items.space import ItemSpace
 from personarec.recommend.base import build_recommender, load_recommender
 from personarec.recommend.pipeline import RankingPipeline
-from personarec.recommend.sasrec import left_pad
+from personarec.recommend.sasrec import SASRec, left_pad
 from tests.recommend.conftest import make_split
 
 N_FINE, PER, DIM = 8, 12, 16
@@ -183,3 +183,31 @@ def test_cold_offset_is_chosen_on_validation_and_lifts_cold_items(tmp_path):
 def test_no_cold_validation_target_leaves_the_offset_at_zero(fitted):
     """In cold_world every validation target is warm: there is nothing to calibrate on."""
     assert fitted["text_sasrec"].cold_offset == 0.0 and fitted["text_sasrec"].cold_calibration_ == {}
+
+
+@pytest.mark.parametrize(("lifted_users", "expected"), [(1, "zero"), (3, "positive")])
+def test_cold_offset_ignores_a_gain_below_one_users_hit(monkeypatch, lifted_users, expected):
+    """With designed scores, a positive offset lifts the cold validation target of ``lifted_users``
+    users from rank 9 to rank 0 and moves nobody else: one user gains 0.71 of a hit (noise, the
+    offset stays 0); three gain 2.1 hits (the offset is taken)."""
+    split, _ = half_cold_validation_world()
+    model = build_recommender("text_sasrec", TINY)
+    model.warm = np.bincount(split.history("train").items, minlength=split.n_items) > 0
+    model.exclude_seen = False
+    cold = np.flatnonzero(~model.warm)
+    users = split.eval_users("valid")
+    targets = split.targets("valid").items[split.targets("valid").indptr[users]]
+    lifted = [int(u) for u in users if not model.warm[targets[u]]][:lifted_users]
+    designed = np.tile(-np.arange(split.n_items, dtype=np.float32) / split.n_items, (len(users), 1))
+    designed[:, cold] = -50.0  # far below: even 6 std of offset leaves them under every target
+    for row, u in enumerate(users):
+        designed[row, targets[u]] = 100.0  # every target at rank 0...
+        if int(u) in lifted:  # ...but the lifted users' cold target sits just under 9 warm items
+            above = np.setdiff1d(np.flatnonzero(model.warm), [targets[u]])[:9]
+            designed[row, above] = 100.0 + np.arange(1, 10)
+            designed[row, targets[u]] = 99.5
+    monkeypatch.setattr(SASRec, "_score_seqs", lambda self, seqs: designed[: len(seqs)].copy())
+    model.cfg.infer_batch_size = len(users)  # one batch: rows line up with users
+    model._calibrate_cold_offset(split)
+    assert model.cold_calibration_["1"] > model.cold_calibration_["0"]  # the offset does lift them
+    assert (model.cold_offset == 0.0) if expected == "zero" else (model.cold_offset > 0)

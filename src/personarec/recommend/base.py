@@ -161,6 +161,11 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ((scores > target_score) | ((scores == target_score) & lower_index)).sum(axis=1)
 
 
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of one target per row from its 0-based rank (``1 / log2(rank + 2)`` inside the top k)."""
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def history_matrix(users: np.ndarray, history: UserSequences, n_items: int) -> sp.csr_matrix:
     """Binary ``[len(users), n_items]`` matrix of the given users' histories (duplicates -> 1)."""
     users = np.asarray(users, dtype=np.int64)

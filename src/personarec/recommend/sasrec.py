@@ -34,7 +34,7 @@ from pydantic import Field
 from torch import nn
 
 from personarec.data.splits import Split, UserSequences
-from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, mask_seen, register, target_ranks
+from personarec.recommend.base import FitContext, Recommender, RecommenderConfig, mask_seen, ndcg_gains, register, target_ranks
 
 
 class SASRecConfig(RecommenderConfig):
@@ -389,7 +389,7 @@ class SASRec(Recommender):
             if self.exclude_seen:
                 mask_seen(scores, batch, history)
             rank = target_ranks(scores, targets.items[targets.indptr[batch]])
-            gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
+            gains.append(ndcg_gains(rank, k))
         return float(np.concatenate(gains).mean()) if gains else 0.0
 
     # -- inference -----------------------------------------------------------------------

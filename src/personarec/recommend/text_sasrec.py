@@ -34,7 +34,7 @@ from torch import nn
 from personarec.data.splits import Split
 from personarec.errors import ConfigError
 from personarec.items.space import ItemSpace
-from personarec.recommend.base import FitContext, mask_seen, register, target_ranks
+from personarec.recommend.base import FitContext, mask_seen, ndcg_gains, register, target_ranks
 from personarec.recommend.sasrec import SASRec, SASRecConfig, SASRecNet
 
 
@@ -161,8 +161,7 @@ class TextSASRec(SASRec):
             for i, multiple in enumerate(COLD_OFFSET_GRID):
                 scores = base.copy()
                 scores[:, cold] += multiple * spread
-                rank = target_ranks(scores, goal)
-                gains[i, b : b + len(batch)] = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+                gains[i, b : b + len(batch)] = ndcg_gains(target_ranks(scores, goal), k)
         means = gains.mean(axis=1)
         best = max(range(len(COLD_OFFSET_GRID)), key=lambda i: (round(float(means[i]), 12), -abs(COLD_OFFSET_GRID[i])))
         # a gain worth less than one validation user's hit at rank 1 is noise: keep the model as trained
