@@ -12,6 +12,7 @@ from personarec.items.space import ItemSpace
 from personarec.recommend.base import build_recommender, load_recommender
 from personarec.recommend.pipeline import RankingPipeline
 from personarec.recommend.sasrec import SASRec, left_pad
+from personarec.recommend.text_sasrec import prefix_rows
 from tests.recommend.conftest import make_split
 
 N_FINE, PER, DIM = 8, 12, 16
@@ -211,3 +212,35 @@ def test_cold_offset_ignores_a_gain_below_one_users_hit(monkeypatch, lifted_user
     model._calibrate_cold_offset(split)
     assert model.cold_calibration_["1"] > model.cold_calibration_["0"]  # the offset does lift them
     assert (model.cold_offset == 0.0) if expected == "zero" else (model.cold_offset > 0)
+
+
+def test_prefix_rows_share_a_row_per_prefix():
+    codes = np.array([[0, 1, 0], [0, 1, 1], [0, 2, 0], [3, 1, 0]])
+    rows = prefix_rows(codes, 2)
+    assert rows.shape == (4, 2)
+    assert rows[0, 0] == rows[1, 0] == rows[2, 0] != rows[3, 0]  # first digit 0 vs 3
+    assert rows[0, 1] == rows[1, 1] and len({rows[0, 1], rows[2, 1], rows[3, 1]}) == 3  # (0,1) (0,2) (3,1)
+    assert not set(rows[:, 0]) & set(rows[:, 1])  # one table, levels apart
+    assert prefix_rows(codes, 0) is None
+    with pytest.raises(ConfigError, match="code_levels=4"):
+        prefix_rows(codes, 4)
+
+
+def test_semantic_code_embeddings_reach_cold_items_and_survive_save(world, tmp_path):
+    """code_levels=2 on the cold world, whose semantic IDs are (fine cluster, item): a cold item
+    gets its cluster's learned vector (shared with the warm items of its cluster) and a zero vector
+    for its own item-level prefix, which no training item carries; the saved model scores the same."""
+    split, space, cold = world
+    model = build_recommender("text_sasrec", dict(TINY, code_levels=2)).fit(split, items=space)
+    net = model.net
+    code_vectors = net.code_emb.weight.detach()
+    cluster_rows, item_rows = net.prefixes[:, 0], net.prefixes[:, 1]
+    assert len(set(cluster_rows.tolist())) == N_FINE and len(set(item_rows.tolist())) == split.n_items
+    assert code_vectors[cluster_rows[cold]].norm(dim=1).min() > 0  # learned from the warm cluster mates
+    assert code_vectors[item_rows[cold]].abs().max() == 0  # only a cold item carries it: neutral
+    warm = np.setdiff1d(np.arange(split.n_items), cold)
+    assert code_vectors[item_rows[warm]].norm(dim=1).min() > 0
+    loaded = load_recommender(model.save(tmp_path / "coded"))
+    history, users = split.history("test"), np.arange(10)
+    np.testing.assert_allclose(loaded.score(users, history), model.score(users, history), rtol=1e-5, atol=1e-5)
+    assert (cold_target_ranks(model, split) < 10).mean() > 0.8  # cold items still recommended

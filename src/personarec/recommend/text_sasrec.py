@@ -58,6 +58,14 @@ class TextSASRecConfig(SASRecConfig):
         "is treated as what it is in production, an item that did not exist at training time) or all (cold items are "
         "pushed down as negatives at every step, which teaches the model never to recommend them)",
     )
+    code_levels: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="add learned embeddings of the item's first 1..code_levels semantic-ID prefixes (the item "
+        "space's RQ-KMeans codes; 0 = off): items that share a prefix share a vector, so a rare or cold item borrows "
+        "what its semantic neighbours learned (Singh et al. 2023, semantic-ID prefix embeddings)",
+    )
     cold_calibration: bool = Field(
         True,
         description="after training, add to every cold item's score the offset with the best validation NDCG@10 "
@@ -72,7 +80,9 @@ COLD_OFFSET_GRID = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 class TextSASRecNet(SASRecNet):
     """:class:`SASRecNet` whose item table is ``W (text - b)`` (+ the ID embedding of warm items)."""
 
-    def __init__(self, n_items: int, cfg: TextSASRecConfig, text: np.ndarray, warm: np.ndarray) -> None:
+    def __init__(
+        self, n_items: int, cfg: TextSASRecConfig, text: np.ndarray, warm: np.ndarray, prefixes: np.ndarray | None = None
+    ) -> None:
         super().__init__(n_items, cfg)
         if text.shape[0] != n_items:
             raise ConfigError(f"text vectors for {text.shape[0]} items, the model scores {n_items}")
@@ -83,6 +93,14 @@ class TextSASRecNet(SASRecNet):
         self.text_proj = nn.Linear(text.shape[1], cfg.hidden, bias=False)
         nn.init.normal_(self.text_proj.weight, std=cfg.hidden**-0.5)  # the scale of the ID embeddings
         self.text_dropout = nn.Dropout(cfg.text_dropout)
+        self.code_emb: nn.EmbeddingBag | None = None
+        if prefixes is not None and prefixes.shape[1]:
+            if prefixes.shape[0] != n_items:
+                raise ConfigError(f"semantic-ID prefixes for {prefixes.shape[0]} items, the model scores {n_items}")
+            self.register_buffer("prefixes", torch.as_tensor(prefixes, dtype=torch.long), persistent=False)
+            # zero at start: a prefix that no training item carries (only cold items) stays neutral
+            self.code_emb = nn.EmbeddingBag(int(prefixes.max()) + 1, cfg.hidden, mode="sum")
+            nn.init.zeros_(self.code_emb.weight)
         self.id_dropout = cfg.id_dropout
         self.step_mask: torch.Tensor | None = None  # this training step's ID mask (input and output agree)
         self.step_projection: torch.Tensor | None = None  # this training step's projected text (input and output)
@@ -105,7 +123,27 @@ class TextSASRecNet(SASRecNet):
         items = self.text_dropout(projection)
         id_mask = self.step_mask if self.training and self.step_mask is not None else self.id_mask
         items = items + self.item_emb.weight[1:] * id_mask
+        if self.code_emb is not None:
+            items = items + self.code_emb(self.prefixes)
         return torch.cat([items.new_zeros(1, items.shape[1]), items])
+
+
+def prefix_rows(semantic_ids: np.ndarray, levels: int) -> np.ndarray | None:
+    """Each item's semantic-ID prefixes of length 1..``levels`` as rows of one embedding table
+    ``int64 [n_items, levels]``: prefix ``(c1, .., cl)`` gets the same row for every item that
+    carries it, and distinct prefixes (of any length) distinct rows. None when ``levels`` is 0."""
+    if levels == 0:
+        return None
+    codes = np.asarray(semantic_ids)
+    if codes.ndim != 2 or codes.shape[1] < levels:
+        raise ConfigError(f"code_levels={levels}, the item space's semantic IDs have {codes.shape[-1]} digits")
+    rows, offset = [], 0
+    for length in range(1, levels + 1):
+        _, index = np.unique(codes[:, :length], axis=0, return_inverse=True)
+        index = index.reshape(-1)
+        rows.append(index + offset)
+        offset += int(index.max()) + 1
+    return np.stack(rows, axis=1).astype(np.int64)
 
 
 @register
@@ -117,6 +155,7 @@ class TextSASRec(SASRec):
         super().__init__(config)
         self.text: np.ndarray | None = None  # float32 [n_items, d] frozen item text vectors
         self.warm: np.ndarray | None = None  # bool [n_items]: item has training events
+        self.prefixes: np.ndarray | None = None  # int [n_items, code_levels]: row of each semantic-ID prefix
         self.cold_offset: float = 0.0  # x the user's score std, added to cold items' scores (cold_calibration)
         self.cold_calibration_: dict[str, float] = {}  # validation NDCG@10 per candidate offset
 
@@ -135,6 +174,7 @@ class TextSASRec(SASRec):
             raise ConfigError(f"item space has {space.n_items} items, the split {split.n_items}")
         self.text = np.asarray(space.embeddings, dtype=np.float32)
         self.warm = np.bincount(split.history("train").items, minlength=split.n_items) > 0
+        self.prefixes = prefix_rows(space.semantic_ids, self.cfg.code_levels)
         self.cold_offset, self.cold_calibration_ = 0.0, {}
         super()._fit(split, ctx)
         if self.cfg.cold_calibration and self.cfg.early_stopping:
@@ -188,7 +228,7 @@ class TextSASRec(SASRec):
     def _make_net(self, n_items: int) -> SASRecNet:
         if self.text is None or self.warm is None:
             raise ConfigError("text_sasrec has no item text vectors: fit it with the item space, or load a saved one")
-        return TextSASRecNet(n_items, self.cfg, self.text, self.warm)
+        return TextSASRecNet(n_items, self.cfg, self.text, self.warm, self.prefixes)
 
     def _save_state(self, directory: Path) -> None:
         super()._save_state(directory)
@@ -196,10 +236,14 @@ class TextSASRec(SASRec):
         np.save(directory / "text.npy", self.text)
         np.save(directory / "warm.npy", self.warm)
         np.save(directory / "cold_offset.npy", np.float64(self.cold_offset))
+        if self.prefixes is not None:
+            np.save(directory / "prefixes.npy", self.prefixes)
 
     def _load_state(self, directory: Path) -> None:
         self.text = np.load(directory / "text.npy")
         self.warm = np.load(directory / "warm.npy")
         offset_path = directory / "cold_offset.npy"
         self.cold_offset = float(np.load(offset_path)) if offset_path.exists() else 0.0
+        prefix_path = directory / "prefixes.npy"
+        self.prefixes = np.load(prefix_path) if prefix_path.exists() else None
         super()._load_state(directory)
