@@ -7,7 +7,11 @@ is computed from its frozen sentence embedding (the item space's MiniLM vectors,
 catalogue's title/category/brand/description) through a learned parametric whitening, as UniSRec
 (Hou et al., KDD 2022) does: ``W (text - b)``; optionally plus an ID embedding for items seen in
 training (``item_ids = "warm"``), so dense catalogues keep what IDs capture. A cold item is scored
-from its text alone and can be recommended.
+from its text alone and can be recommended. The hidden size is 128, twice SASRec's: the item vectors
+carry the 384-d text, and 64 dimensions squeezed it (P5 Beauty NDCG@10 +8.4 % over SASRec at 64,
++13.4 % at 128; SASRec itself gains nothing from 128). ``code_levels`` optionally adds learned
+embeddings of the item's semantic-ID prefixes (off by default: one Beauty seed gained on
+validation, not on test).
 
 A cold item's text-only score is on another scale than a warm item's text+ID score (the ID part is
 what training fitted best), so it rarely reaches a top 10. ``cold_calibration`` adds one offset to
