@@ -10,8 +10,8 @@ training (``item_ids = "warm"``), so dense catalogues keep what IDs capture. A c
 from its text alone and can be recommended. The hidden size is 128, twice SASRec's: the item vectors
 carry the 384-d text, and 64 dimensions squeezed it (P5 Beauty NDCG@10 +8.4 % over SASRec at 64,
 +13.4 % at 128; SASRec itself gains nothing from 128). ``code_levels`` optionally adds learned
-embeddings of the item's semantic-ID prefixes (off by default: one Beauty seed gained on
-validation, not on test).
+embeddings of the item's semantic-ID prefixes (off by default: on two Beauty seeds it gained on
+validation and, on one of them, on test; a third seed decides).
 
 A cold item's text-only score is on another scale than a warm item's text+ID score (the ID part is
 what training fitted best), so it rarely reaches a top 10. ``cold_calibration`` adds one offset to
@@ -103,7 +103,7 @@ class TextSASRecNet(SASRecNet):
         nn.init.normal_(self.text_proj.weight, std=cfg.hidden**-0.5)  # the scale of the ID embeddings
         self.text_dropout = nn.Dropout(cfg.text_dropout)
         self.code_emb: nn.EmbeddingBag | None = None
-        if prefixes is not None and prefixes.shape[1]:
+        if prefixes is not None:  # code_levels >= 1 (prefix_rows gives None for 0)
             if prefixes.shape[0] != n_items:
                 raise ConfigError(f"semantic-ID prefixes for {prefixes.shape[0]} items, the model scores {n_items}")
             self.register_buffer("prefixes", torch.as_tensor(prefixes, dtype=torch.long), persistent=False)
