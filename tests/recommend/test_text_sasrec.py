@@ -98,6 +98,31 @@ def test_saved_model_scores_as_trained(world, fitted, tmp_path):
     np.testing.assert_allclose(loaded.score_sequence(history[3]), model.score(np.array([3]), history)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_inference_reuses_the_item_table_until_a_parameter_changes(world, fitted, tmp_path):
+    """Scoring projects the catalogue once, not per call; an in-place update (an optimiser step) or
+    load_state_dict makes the next call project it again, so scores always follow the weights."""
+    split, _, _ = world
+    model = load_recommender(fitted["text_sasrec"].save(tmp_path / "text"))  # a copy: the fixture stays as fitted
+    net, history, users = model.net, split.history("test"), np.arange(10)
+    before = model.score(users, history)
+    table = net.frozen_table[1]
+    np.testing.assert_array_equal(model.score(users, history), before)
+    assert net.frozen_table[1] is table  # reused, not rebuilt
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net.text_proj.weight.mul_(-1.0)
+        net.text_centre.add_(0.5)
+    moved = model.score(users, history)
+    assert not np.allclose(moved, before, atol=1e-3)
+    changed = load_recommender(model.save(tmp_path / "changed"))  # a fresh net built from the changed weights
+    np.testing.assert_allclose(changed.score(users, history), moved, rtol=1e-5, atol=1e-5)
+    net.load_state_dict(state)
+    np.testing.assert_allclose(model.score(users, history), before, rtol=1e-6, atol=1e-6)
+    with torch.enable_grad():  # a differentiable pass never returns the cached (graph-less) table
+        net.eval()
+        assert net.item_table().requires_grad
+
+
 def test_needs_the_item_space(world):
     split, _, _ = world
     with pytest.raises(ConfigError, match="item space"):

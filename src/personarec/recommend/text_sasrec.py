@@ -113,6 +113,7 @@ class TextSASRecNet(SASRecNet):
         self.id_dropout = cfg.id_dropout
         self.step_mask: torch.Tensor | None = None  # this training step's ID mask (input and output agree)
         self.step_projection: torch.Tensor | None = None  # this training step's projected text (input and output)
+        self.frozen_table: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None  # (parameter versions, table)
 
     def new_step(self) -> None:
         """Start a training step: draw the items whose ID embedding it drops (``id_dropout``) and
@@ -122,6 +123,16 @@ class TextSASRecNet(SASRecNet):
         self.step_projection = None
 
     def item_table(self) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            return self._project_items()
+        # inference: the table is a function of the parameters alone, so scoring reuses it until one
+        # of them changes (an optimiser step or load_state_dict bumps the tensor's version counter)
+        versions = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self.frozen_table is None or self.frozen_table[0] != versions:
+            self.frozen_table = (versions, self._project_items())
+        return self.frozen_table[1]
+
+    def _project_items(self) -> torch.Tensor:
         # projecting the whole catalogue is the costliest part of a step: a training step computes it
         # once for the input embeddings and the output layer, each of which draws its own text dropout
         projection = self.step_projection if self.training else None
