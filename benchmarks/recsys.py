@@ -153,11 +153,26 @@ def seconds_to_best(model: Any) -> float:
     return float(sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in model.history_[: model.best_epoch]))
 
 
+def epoch_logger(name: str, seed: int) -> Any:
+    """A progress line per epoch: neural fits here take up to an hour a seed on one thread."""
+    best = {"ndcg": -1.0, "epoch": 0}
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        ndcg = record.get("valid_ndcg")
+        if ndcg is not None and ndcg > best["ndcg"]:
+            best.update(ndcg=ndcg, epoch=record["epoch"])
+        valid = f", valid ndcg@10 {ndcg:.4f} (best {best['ndcg']:.4f} at epoch {best['epoch']})" if ndcg is not None else ""
+        log(f"    {name} seed {seed} epoch {record['epoch']}: loss {record['loss']:.4f}{valid}, {record['train_seconds']:.0f}s")
+
+    return on_epoch
+
+
 def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int], items: Any = None) -> dict[str, Any]:
     """Fit ``name`` once per seed (early stopping on validation) and score each on test."""
     runs = []
     for seed in seeds:
         model = build_recommender(name, dict(params, seed=seed))
+        model.on_epoch = epoch_logger(name, seed)
         t0 = time.perf_counter()
         model.fit(split, items=items)
         fit_s = time.perf_counter() - t0
