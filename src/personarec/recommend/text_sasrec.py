@@ -11,7 +11,7 @@ from its text alone and can be recommended. The hidden size is 128, twice SASRec
 carry the 384-d text, and 64 dimensions squeezed it (P5 Beauty NDCG@10 +8.4 % over SASRec at 64,
 +13.4 % at 128; SASRec itself gains nothing from 128). ``code_levels`` optionally adds learned
 embeddings of the item's semantic-ID prefixes (off by default: on three Beauty seeds it gained on
-validation every time and +3.0 % on test; Office decides whether it becomes the default).
+validation every time and +3.0 % on test; on three Office seeds it lost on validation and test).
 
 A cold item's text-only score is on another scale than a warm item's text+ID score (the ID part is
 what training fitted best), so it rarely reaches a top 10. ``cold_calibration`` adds one offset to
