@@ -5,7 +5,7 @@ Writes ``benchmarks/results/text_sasrec_scoring.json``.
 
 text_sasrec's item vectors are ``W text - W b`` (+ ID embeddings): a ``[n_items, 384] x [384, H]``
 projection of the whole catalogue. Before the table was cached, every scoring call (one serving
-request, one validation batch) computed it twice (input embeddings and output layer). Timed, on
+request, one validation batch) computed it at least twice (output layer and input embeddings). Timed, on
 one thread, for catalogues the size of P5 Beauty (12,101 items) and larger:
 
 - ``score_sequence`` of one user (what the API does per request) and the scoring of a 256-user
