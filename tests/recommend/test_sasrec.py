@@ -121,6 +121,7 @@ def test_bad_heads_is_a_config_error():
         dict(norm="post", ff_mult=4, n_heads=2),
         dict(train_windows="all", max_len=6),
         dict(positions="start", init="bert", norm="post", lr=3e-3, max_epochs=40, patience=8),
+        dict(loss="sampled_softmax", n_negatives=8),
     ],
 )
 def test_architecture_options_learn_and_round_trip(options, tmp_path):
@@ -177,3 +178,32 @@ def test_patience_counts_epochs_and_steps(patience_steps):
     cfg = dict(TINY, lr=1e-7, dropout=0.0, patience=1, patience_steps=patience_steps, max_epochs=20)
     model = build_recommender("sasrec", cfg).fit(split)
     assert len(model.history_) == model.best_epoch + max(1, patience_steps)
+
+
+def test_sampled_softmax_is_cross_entropy_against_the_drawn_items():
+    """The loss is the target's cross-entropy against the step's drawn negatives, a draw equal to
+    the row's own target is left out, and items the subclass forbids as negatives get no gradient."""
+    split = cyclic_split(n_users=20)
+    model = build_recommender("sasrec", dict(TINY, max_epochs=1, loss="sampled_softmax", n_negatives=50)).fit(split)
+    net = model.net
+    hidden = torch.randn(6, TINY["hidden"])
+    targets = torch.tensor([0, 1, 2, 3, 4, 5])
+    torch.manual_seed(3)
+    loss = model._sampled_softmax(hidden, targets, None)
+    torch.manual_seed(3)
+    drawn = torch.randint(model.n_items, (50,))
+    weights = net.item_weights().detach()
+    expected = []
+    for h, t in zip(hidden, targets):
+        others = weights[drawn[drawn != t]]
+        logits = torch.cat([(h * weights[t]).sum().view(1), others @ h])
+        expected.append(-torch.log_softmax(logits, 0)[0])
+    assert (drawn[:, None] == targets[None, :]).any(), "the draw should hit a target so the masking is exercised"
+    torch.testing.assert_close(loss.detach(), torch.stack(expected).mean(), rtol=1e-5, atol=1e-6)
+
+    allowed = torch.ones(model.n_items, dtype=torch.bool)
+    allowed[7] = False  # e.g. a cold item text_sasrec keeps out of the negatives
+    net.zero_grad()
+    model._sampled_softmax(hidden, targets, allowed).backward()
+    grad = net.item_emb.weight.grad
+    assert grad[1 + 7].abs().sum() == 0 and grad[1 + 8].abs().sum() > 0

@@ -3,7 +3,10 @@
 Kang & McAuley (ICDM 2018) architecture (causal self-attention, learned positional embeddings,
 tied item embeddings as the output layer), trained as Klenitskiy & Vasilev (RecSys 2023)
 recommend: cross-entropy over *all* items at *every* position of each training sequence instead
-of one sampled negative, which is what makes SASRec competitive with BERT4Rec.
+of one sampled negative, which is what makes SASRec competitive with BERT4Rec. On a large
+catalogue ``loss = "sampled_softmax"`` keeps that loss but ranks each target against a few hundred
+uniformly drawn items per step (as the eSASRec benchmark trains SASRec), so a step's cost no longer
+grows with the number of items.
 
 Design points that matter elsewhere:
 
@@ -71,6 +74,13 @@ class SASRecConfig(RecommenderConfig):
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=1, description="training sequences per step")
+    loss: Literal["softmax", "sampled_softmax"] = Field(
+        "softmax",
+        description="softmax: cross-entropy over the whole catalogue at every position; sampled_softmax: against "
+        "the target and n_negatives items drawn uniformly per step (shared by the batch), so a step's cost no "
+        "longer grows with the catalogue (large catalogues, wide models); validation still ranks every item",
+    )
+    n_negatives: int = Field(256, ge=1, description="negatives per step of sampled_softmax")
     train_windows: Literal["last", "all"] = Field(
         "all",
         description="last: each user's latest max_len + 1 events; all: a long history is cut into consecutive "
@@ -272,11 +282,27 @@ class SASRec(Recommender):
         ``h = self.net(inputs); return self.next_item_loss(h, targets) + w * aux(h, users)``."""
         assert self.net is not None
         keep = targets > 0
-        logits = hidden[keep] @ self.net.item_weights().T
         candidates = self.loss_candidates()
+        if self.cfg.loss == "sampled_softmax":
+            return self._sampled_softmax(hidden[keep], targets[keep] - 1, candidates)
+        logits = hidden[keep] @ self.net.item_weights().T
         if candidates is not None:
             logits = logits.masked_fill(~candidates, float("-inf"))
         return F.cross_entropy(logits, targets[keep] - 1)
+
+    def _sampled_softmax(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy of each target against ``n_negatives`` items drawn uniformly (with
+        replacement) from the allowed ones, one draw shared by the step. A draw that is the row's own
+        target is masked out, so an item is never its own negative. Uniform draws need no sampling
+        correction: every item has the same chance, which shifts all logits alike."""
+        assert self.net is not None
+        pool = torch.arange(self.n_items) if candidates is None else torch.nonzero(candidates).squeeze(1)
+        negatives = pool[torch.randint(len(pool), (self.cfg.n_negatives,))]
+        weights = self.net.item_weights()
+        positive = (hidden * weights[targets]).sum(-1, keepdim=True)
+        negative = (hidden @ weights[negatives].T).masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive, negative], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
 
     def loss_candidates(self) -> torch.Tensor | None:
         """Bool ``[n_items]`` of the items the training softmax ranks each target against; None =
