@@ -409,6 +409,8 @@ class SASRec(Recommender):
         selection follows the protocol the model is evaluated under."""
         k = self.cfg.eval_k
         gains = []
+        # batches of similar history lengths pad less (the mean does not depend on the order)
+        users = np.asarray(users)[np.argsort(history.lengths()[users], kind="stable")]
         for b in range(0, len(users), self.cfg.infer_batch_size):
             batch = users[b : b + self.cfg.infer_batch_size]
             scores = self.score(batch, history)
@@ -427,10 +429,12 @@ class SASRec(Recommender):
         self.net.eval()
         out = np.empty((len(seqs), self.n_items), dtype=np.float32)
         weights = self.net.item_weights()
+        # chunks of similar lengths pad less; padding is masked, so a row's scores do not change
+        order = np.argsort([len(s) for s in seqs], kind="stable")
         for b in range(0, len(seqs), self.cfg.infer_batch_size):
-            chunk = seqs[b : b + self.cfg.infer_batch_size]
-            hidden, _ = self.encode(chunk)
-            out[b : b + len(chunk)] = (hidden[:, -1] @ weights.T).numpy()
+            rows = order[b : b + self.cfg.infer_batch_size]
+            hidden, _ = self.encode([seqs[i] for i in rows])
+            out[rows] = (hidden[:, -1] @ weights.T).numpy()
         self.net.train(was_training)
         return out
 
