@@ -216,13 +216,14 @@ def cold_calibration(split: Split, name: str, model: Any) -> dict[str, Any]:
 
 
 def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], trials: int, timeout: float,
-              items: Any = None, seeds_per_trial: int = 1) -> dict[str, Any]:  # fmt: skip
+              items: Any = None, seeds_per_trial: int = 1, start_from: list[dict[str, Any]] | None = None,
+              space: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Search ``name``'s hyper-parameters on validation (Optuna), then fit the best with every seed."""
     from personarec.recommend.base import FitContext
     from personarec.recommend.tuning import TuningConfig, tune
 
     config = TuningConfig(trials=trials, timeout_s=timeout, max_epochs=base.get("max_epochs", 200), patience=5, seed=0,
-                          seeds=seeds_per_trial)  # fmt: skip
+                          seeds=seeds_per_trial, start_from=start_from or [], space=space or {})  # fmt: skip
     result = tune(name, dict(base, seed=seeds[0]), split, FitContext(items=items), config, log=lambda m: log("  " + m))
     log(f"  {name} search: {len(result.trials)} trials in {result.seconds:.0f}s, best valid ndcg@10 {result.best_value:.4f}: "
         f"{result.best_params}")  # fmt: skip
@@ -290,6 +291,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=12, help="search budget per dataset (trials)")
     ap.add_argument("--seeds-per-trial", type=int, default=2,
                     help="fits per search trial, scored by their mean (one fit's validation score is noisy)")
+    ap.add_argument("--tune-start", type=json.loads, default=[], metavar="JSON",
+                    help='settings the search tries first, e.g. \'[{"hidden": 64}, {"hidden": 256, "n_blocks": 1}]\'')
+    ap.add_argument("--tune-space", type=json.loads, default={}, metavar="JSON",
+                    help='searched parameters added or replaced, e.g. \'{"hidden": {"choices": [64, 256]}}\'')
     ap.add_argument("--tune-timeout", type=float, default=1500, help="search budget per dataset (seconds; no trial starts after it)")
     ap.add_argument("--text-params", default="tuned", choices=["tuned", "default"],
                     help="text_sasrec's settings: the tuned SASRec's (when that part ran) or SASRec's defaults")
@@ -366,7 +371,8 @@ def main() -> None:
         if "tuned" in parts:
             log(f"{name}: sasrec tuned on validation ({trials} trials, {args.tune_timeout:.0f}s budget)")
             entry["sasrec_tuned"] = run_tuned(split, "sasrec", base, seeds, trials, args.tune_timeout,
-                                              seeds_per_trial=args.seeds_per_trial)  # fmt: skip
+                                              seeds_per_trial=args.seeds_per_trial, start_from=args.tune_start,
+                                              space=args.tune_space)  # fmt: skip
             save()
         if "text" in parts:
             if not entry["has_text"]:

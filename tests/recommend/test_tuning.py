@@ -64,6 +64,21 @@ def test_several_seeds_per_trial_score_by_their_mean(split):
     assert result.best_value == pytest.approx(max(t["value"] for t in result.trials))
 
 
+def test_start_points_are_tried_first_in_order(split):
+    """Given settings are the first trials, in order; what they leave out is sampled; a setting
+    outside the space is refused before any fit."""
+    first = {"lr": 0.02, "hidden": 8, "dropout": 0.0}
+    second = {"lr": 0.005, "hidden": 16}
+    config = SMALL.model_copy(update={"trials": 3, "prune": False, "start_from": [first, second]})
+    result = tune("sasrec", FIXED, split, config=config)
+    assert result.trials[0]["params"] == {**result.trials[0]["params"], **first}
+    assert result.trials[1]["params"] == {**result.trials[1]["params"], **second}
+    assert 0.0 <= result.trials[1]["params"]["dropout"] <= 0.3  # sampled
+    for bad, message in [({"hidden": 32}, "choices"), ({"lr": 1.0}, "outside"), ({"heads": 2}, "not searched")]:
+        with pytest.raises(ConfigError, match=message):
+            tune("sasrec", FIXED, split, config=config.model_copy(update={"start_from": [bad]}))
+
+
 def test_only_models_that_validate_while_training():
     with pytest.raises(ConfigError, match="SASRec family"):
         default_space("ease")

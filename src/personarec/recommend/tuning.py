@@ -94,6 +94,12 @@ class TuningConfig(BaseModel):
         "makes one fit's score noisy, and the best of many noisy trials is then a lucky seed, not a better setting",
     )
     seed: int = Field(0, description="seed of the sampler (TPE)")
+    start_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="settings tried first, in order, before the sampler proposes any (e.g. the defaults and a "
+        "published setting for this kind of data); a searched parameter a setting leaves out is sampled. A small "
+        "budget then compares known-good points instead of spending every trial on random ones",
+    )
     space: dict[str, ParamRange] = Field(
         default_factory=dict, description="parameters added to or replacing the model family's default space"
     )
@@ -156,6 +162,8 @@ def tune(
     if not len(split.eval_users("valid")):
         raise ConfigError("tuning needs validation targets: the split has none")
     space = {**default_space(model_name), **config.space}
+    for number, setting in enumerate(config.start_from):
+        _check_setting(setting, space, f"recommend.tuning.start_from[{number}]")
     fixed = {k: v for k, v in params.items() if k not in space}
     fixed.update(max_epochs=config.max_epochs, patience=config.patience, early_stopping=True, show_progress=False)
     fixed.pop("checkpoint_path", None)  # trials must not overwrite the run's checkpoint
@@ -204,6 +212,8 @@ def tune(
         if config.prune
         else optuna.pruners.NopPruner(),
     )
+    for setting in config.start_from:
+        study.enqueue_trial(setting, skip_if_exists=True)
     start = time.perf_counter()
     study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s, callbacks=[on_trial])
     if best["model"] is None:
@@ -215,6 +225,18 @@ def tune(
     model = best["model"]  # the trial's first-seed fit, trained on train with early stopping on validation
     best_params = {k: v for k, v in model.get_config().items() if k in space}
     return TuneResult(model, best_params, float(best["value"]), trials, time.perf_counter() - start)
+
+
+def _check_setting(setting: dict[str, Any], space: dict[str, ParamRange], where: str) -> None:
+    """A start point must lie inside the searched space (the sampler cannot record it otherwise)."""
+    for name, value in setting.items():
+        r = space.get(name)
+        if r is None:
+            raise ConfigError(f"{where}: {name!r} is not searched (searched: {', '.join(sorted(space))})")
+        if r.choices is not None and value not in r.choices:
+            raise ConfigError(f"{where}: {name}={value!r} is not one of the choices {r.choices}")
+        if r.choices is None and not (isinstance(value, int | float) and r.low <= value <= r.high):  # type: ignore[operator]
+            raise ConfigError(f"{where}: {name}={value!r} is outside [{r.low}, {r.high}]")
 
 
 def _suggest(trial: Any, name: str, r: ParamRange) -> Any:
