@@ -134,8 +134,8 @@ def test_layer_picks_the_pooled_block(layer, block):
         net = original_build(n_items)
         forward_blocks = net.forward_blocks
 
-        def spy(tokens):
-            hidden, blocks = forward_blocks(tokens)
+        def spy(tokens, last_only=False):
+            hidden, blocks = forward_blocks(tokens, last_only=last_only)
             if net.training:  # validation scoring passes here too (in eval mode)
                 seen["hidden"], seen["blocks"] = hidden, blocks
             return hidden, blocks

@@ -211,3 +211,17 @@ def test_sampled_softmax_is_cross_entropy_against_the_drawn_items():
     model._sampled_softmax(hidden, targets, allowed).backward()
     grad = net.item_emb.weight.grad
     assert grad[1 + 7].abs().sum() == 0 and grad[1 + 8].abs().sum() > 0
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_last_position_pass_equals_the_full_pass(norm):
+    """Scoring computes the last block for the latest position only: the same vector as the full
+    pass, for padded rows of different lengths and several blocks."""
+    split = cyclic_split(n_users=20)
+    model = build_recommender("sasrec", dict(TINY, max_epochs=1, n_blocks=2, n_heads=2, norm=norm)).fit(split)
+    seqs = [np.array([1, 2, 3, 4, 5]), np.array([7]), np.array([3, 9, 4])]
+    with torch.no_grad():
+        full, _ = model.encode(seqs)
+        last = model.encode_last(seqs)
+    assert last.shape == (3, TINY["hidden"])
+    torch.testing.assert_close(last, full[:, -1], rtol=1e-5, atol=1e-5)

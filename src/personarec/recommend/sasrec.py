@@ -122,17 +122,21 @@ class SelfAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.post_norm = cfg.norm == "post"
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``x [B, L, H]`` -> ``[B, L, H]``; with ``last_only``, ``[B, 1, H]``: the latest position
+        alone (it still attends to every earlier one), which is all scoring reads."""
         b, length, h = x.shape
         q, k, v = (
             self.qkv(x if self.post_norm else self.norm1(x))
             .view(b, length, 3, self.n_heads, h // self.n_heads)
             .permute(2, 0, 3, 1, 4)
         )
+        if last_only:
+            q, allowed, x = q[:, :, -1:], allowed[..., -1:, :], x[:, -1:]
         a = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
         )
-        attended = self.dropout(self.out(a.transpose(1, 2).reshape(b, length, h)))
+        attended = self.dropout(self.out(a.transpose(1, 2).reshape(b, x.shape[1], h)))
         if self.post_norm:
             x = self.norm1(x + attended)
             return self.norm2(x + self.dropout(self.ff(x)))
@@ -180,9 +184,16 @@ class SASRecNet(nn.Module):
         item features (:class:`personarec.recommend.text_sasrec.TextSASRecNet`: item text)."""
         return self.item_emb.weight
 
-    def forward_blocks(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_last(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The latest position's hidden state ``[B, H]`` (what is scored): equal to
+        ``forward(tokens)[:, -1]``, but the last block attends and feeds forward for that position
+        only, not for all ``L`` (scoring reads nothing else)."""
+        return self.forward_blocks(tokens, last_only=True)[0][:, -1]
+
+    def forward_blocks(self, tokens: torch.Tensor, last_only: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Hidden states (as :meth:`forward`) and each block's output ``[B, L, H]`` (before the
-        final LayerNorm), from one pass: auxiliary losses on intermediate layers read these."""
+        final LayerNorm), from one pass: auxiliary losses on intermediate layers read these.
+        ``last_only``: the last block computes the latest position alone (its outputs are ``[B, 1, H]``)."""
         b, length = tokens.shape
         if length > self.max_len:
             raise ValueError(f"sequence length {length} > max_len {self.max_len}")
@@ -199,8 +210,8 @@ class SASRecNet(nn.Module):
         allowed = (causal[None] & real[:, None, :]) | torch.eye(length, dtype=torch.bool, device=tokens.device)[None]
         allowed = allowed[:, None]  # broadcast over heads
         outputs = []
-        for block in self.blocks:
-            x = block(x, allowed)
+        for number, block in enumerate(self.blocks, start=1):
+            x = block(x, allowed, last_only=last_only and number == len(self.blocks))
             outputs.append(x)
         return self.final_norm(x), outputs
 
@@ -265,6 +276,12 @@ class SASRec(Recommender):
         assert self.net is not None, "fit or load the model first"
         tokens = left_pad(seqs, self.cfg.max_len)
         return self.net(tokens), tokens != 0
+
+    def encode_last(self, seqs: list[np.ndarray]) -> torch.Tensor:
+        """The latest position's hidden state ``[B, H]`` of each sequence (what is scored), without
+        computing the last block for the other positions."""
+        assert self.net is not None, "fit or load the model first"
+        return self.net.forward_last(left_pad(seqs, self.cfg.max_len))
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """Full-catalogue cross-entropy at every real position.
@@ -433,8 +450,7 @@ class SASRec(Recommender):
         order = np.argsort([len(s) for s in seqs], kind="stable")
         for b in range(0, len(seqs), self.cfg.infer_batch_size):
             rows = order[b : b + self.cfg.infer_batch_size]
-            hidden, _ = self.encode([seqs[i] for i in rows])
-            out[rows] = (hidden[:, -1] @ weights.T).numpy()
+            out[rows] = (self.encode_last([seqs[i] for i in rows]) @ weights.T).numpy()
         self.net.train(was_training)
         return out
 
@@ -454,7 +470,7 @@ class SASRec(Recommender):
         self.net.eval()
         m = self.cfg.max_len
         seqs = [history[int(u)][-m:] for u in np.asarray(users)]
-        parts = [self.encode(seqs[b : b + self.cfg.infer_batch_size])[0][:, -1] for b in range(0, len(seqs), self.cfg.infer_batch_size)]
+        parts = [self.encode_last(seqs[b : b + self.cfg.infer_batch_size]) for b in range(0, len(seqs), self.cfg.infer_batch_size)]
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.cfg.hidden), np.float32)
 
     # -- persistence ---------------------------------------------------------------------
