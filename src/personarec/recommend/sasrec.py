@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Self
 
@@ -438,21 +439,33 @@ class SASRec(Recommender):
         return float(np.concatenate(gains).mean()) if gains else 0.0
 
     # -- inference -----------------------------------------------------------------------
-    @torch.no_grad()
-    def _score_seqs(self, seqs: list[np.ndarray]) -> np.ndarray:
+    @contextmanager
+    def _inference(self) -> Iterator[SASRecNet]:
+        """No grad, eval mode (dropout off; text_sasrec reuses its item table), the configured
+        threads; the previous mode is restored after."""
         assert self.net is not None, "fit or load the model first"
         torch.set_num_threads(self.cfg.num_threads)
         was_training = self.net.training
         self.net.eval()
-        out = np.empty((len(seqs), self.n_items), dtype=np.float32)
-        weights = self.net.item_weights()
-        # chunks of similar lengths pad less; padding is masked, so a row's scores do not change
+        try:
+            with torch.no_grad():
+                yield self.net
+        finally:
+            self.net.train(was_training)
+
+    def _last_states(self, seqs: list[np.ndarray]) -> torch.Tensor:
+        """The scored vector ``[len(seqs), H]`` of each sequence, computed in chunks of similar
+        lengths (they pad less; padding is masked, so a row's vector does not change)."""
+        out = torch.empty((len(seqs), self.cfg.hidden))
         order = np.argsort([len(s) for s in seqs], kind="stable")
         for b in range(0, len(seqs), self.cfg.infer_batch_size):
             rows = order[b : b + self.cfg.infer_batch_size]
-            out[rows] = (self.encode_last([seqs[i] for i in rows]) @ weights.T).numpy()
-        self.net.train(was_training)
+            out[rows] = self.encode_last([seqs[i] for i in rows])
         return out
+
+    def _score_seqs(self, seqs: list[np.ndarray]) -> np.ndarray:
+        with self._inference() as net:
+            return (self._last_states(seqs) @ net.item_weights().T).numpy()
 
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
         """Scores from the last ``max_len`` events of each user's ``history``."""
@@ -463,15 +476,11 @@ class SASRec(Recommender):
         """Scores for one live sequence (e.g. a user's latest events from the serving store)."""
         return self._score_seqs([np.asarray(items, dtype=np.int64)[-self.cfg.max_len :]])[0]
 
-    @torch.no_grad()
     def user_embeddings(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
         """Last-position hidden state per user ``[len(users), H]`` (the vector that is scored)."""
-        assert self.net is not None
-        self.net.eval()
         m = self.cfg.max_len
-        seqs = [history[int(u)][-m:] for u in np.asarray(users)]
-        parts = [self.encode_last(seqs[b : b + self.cfg.infer_batch_size]) for b in range(0, len(seqs), self.cfg.infer_batch_size)]
-        return torch.cat(parts).numpy() if parts else np.zeros((0, self.cfg.hidden), np.float32)
+        with self._inference():
+            return self._last_states([history[int(u)][-m:] for u in np.asarray(users)]).numpy()
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:
