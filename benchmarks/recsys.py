@@ -1,5 +1,6 @@
 """Recommender benchmark on five catalogues: baselines, SASRec (defaults), SASRec tuned on validation
-(Optuna), text-aware SASRec, and RecBole 1.2.1's SASRec trained to its best, side by side.
+(Optuna), text-aware SASRec, a SASRec + EASE blend (``--parts blend``), and RecBole 1.2.1's SASRec
+trained to its best, side by side.
 
     .venv/bin/python benchmarks/recsys.py            # full run  -> benchmarks/results/recsys.json
     .venv/bin/python benchmarks/recsys.py --quick    # smoke run -> benchmarks/results/recsys_quick.json
@@ -56,6 +57,8 @@ LEGACY_SASREC = dict(max_len=200, n_heads=1, ff_mult=1, norm="pre", positions="e
 BASELINES = {"popular": {}, "itemknn": {"neighbours": 100, "shrink": 10.0}, "ease": {"l2": 500.0}}
 #: EASE's l2 is chosen per catalogue on validation NDCG@10 (500 suits ML-100k, not a sparse Amazon set)
 EASE_L2_GRID = (10.0, 30.0, 100.0, 300.0, 500.0, 1000.0)
+#: the blend part's weight grid on validation: (1, 0), (0, 1), then 19 mixes of SASRec and EASE
+BLEND_GRID_STEP = 0.05
 #: RecBole 1.2.1's SASRec defaults (its sequential model config), as in the issue's comparison
 RECBOLE_DEFAULTS = dict(max_len=50, hidden=64, inner_size=256, n_blocks=2, n_heads=2, dropout=0.5, attn_dropout=0.5,
                         lr=1e-3, recbole_batch_size=2048, patience=10)  # fmt: skip
@@ -167,8 +170,10 @@ def epoch_logger(name: str, seed: int) -> Any:
     return on_epoch
 
 
-def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int], items: Any = None) -> dict[str, Any]:
-    """Fit ``name`` once per seed (early stopping on validation) and score each on test."""
+def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int], items: Any = None,
+              after_fit: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Fit ``name`` once per seed (early stopping on validation) and score each on test;
+    ``after_fit(model)`` may add entries to each seed's record (e.g. a blend built on the fit)."""
     runs = []
     for seed in seeds:
         model = build_recommender(name, dict(params, seed=seed))
@@ -188,6 +193,8 @@ def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int],
         })  # fmt: skip
         if getattr(model, "cold_calibration_", None):
             runs[-1].update(cold_calibration(split, name, model))
+        if after_fit is not None:
+            runs[-1].update(after_fit(model))
         log(f"  {name} seed {seed}: best epoch {model.best_epoch} of {len(epoch_s)}, {seconds_to_best(model):.0f}s to best, "
             f"test ndcg@10 {test[name]['ndcg@10']:.4f}, cold recall@10 {test[name].get('cold_recall@10')}")  # fmt: skip
     summary = {m: mean_std([r["test"].get(m) for r in runs]) for m in METRICS + ["cold_recall@10"]}
@@ -231,6 +238,37 @@ def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], t
     params = dict(base, **result.best_params)
     return {"search": search, "tuning_config": config.model_dump(mode="json"), "best_params": result.best_params,
             **run_seeds(split, name, params, seeds, items)}  # fmt: skip
+
+
+def run_blend(split: Split, params: dict[str, Any], seeds: list[int], ease_l2: float | None) -> dict[str, Any]:
+    """SASRec (each seed) blended with EASE: per-user standardised scores, weights chosen on
+    validation (``personarec.recommend.blend``). SASRec alone is scored on test beside it, so the
+    blend's gain over each member is measured on the same fits."""
+    t0 = time.perf_counter()
+    if ease_l2 is None:
+        ease, _, _ = ease_l2_by_validation(split)
+    else:
+        ease = build_recommender("ease", {"l2": ease_l2}).fit(split)
+    log(f"  ease member (l2 {ease.config.l2:g}) fit {time.perf_counter() - t0:.0f}s")
+
+    def blend_with_ease(sasrec: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        blend = build_recommender("blend", {"grid_step": BLEND_GRID_STEP}).fit(split, members=(sasrec, ease))
+        seconds = time.perf_counter() - t0
+        test, _ = evaluate(split, {"blend": blend})
+        sweep = {",".join(f"{w:g}" for w in v["weights"]): round(v["ndcg"], 5) for v in blend.validation_}
+        log(f"  blend: weights (sasrec, ease) {blend.weights.round(3).tolist()}, valid ndcg@10 {max(sweep.values()):.4f} "
+            f"(sasrec {sweep['1,0']:.4f}, ease {sweep['0,1']:.4f}), test ndcg@10 {test['blend']['ndcg@10']:.4f}")  # fmt: skip
+        return {"blend_weights": blend.weights.tolist(), "blend_valid_sweep": sweep, "blend_seconds": seconds,
+                "blend_test": test["blend"]}  # fmt: skip
+
+    out = run_seeds(split, "sasrec", params, seeds, after_fit=blend_with_ease)
+    out["member_sasrec_test_mean_std"] = out.pop("test_mean_std")
+    out["test_mean_std"] = {m: mean_std([r["blend_test"].get(m) for r in out["runs"]]) for m in METRICS + ["cold_recall@10"]}
+    out["members"] = {"sasrec": out.pop("config"), "ease": ease.get_config()}
+    out["note"] = ("test figures are the blend's; member_sasrec_test_mean_std scores the same SASRec fits alone; "
+                   "seconds_to_best is SASRec's (EASE's fit and the weight search add blend_seconds)")  # fmt: skip
+    return out
 
 
 # -- RecBole side by side ---------------------------------------------------------------------------
@@ -287,7 +325,8 @@ def main() -> None:
     ap.add_argument("--datasets", default=DATASETS)
     ap.add_argument("--seeds", default="0,1,2", help="seeds of every neural model")
     ap.add_argument("--parts", default="baselines,sasrec,tuned,text,recbole",
-                    help="which parts to run; results of other parts already in the output JSON are kept")
+                    help="which parts to run; results of other parts already in the output JSON are kept "
+                         "(also: blend = SASRec + EASE, weights on validation)")
     ap.add_argument("--trials", type=int, default=12, help="search budget per dataset (trials)")
     ap.add_argument("--seeds-per-trial", type=int, default=2,
                     help="fits per search trial, scored by their mean (one fit's validation score is noisy)")
@@ -385,6 +424,11 @@ def main() -> None:
                 entry["text_sasrec"] = {"params_from": "sasrec_tuned" if tuned else "sasrec defaults",
                                         **run_seeds(split, "text_sasrec", params, seeds, items=space)}  # fmt: skip
             save()
+        if "blend" in parts:
+            log(f"{name}: sasrec + ease blend (weights on validation), seeds {seeds}")
+            ease_l2 = entry.get("baselines", {}).get("ease", {}).get("config", {}).get("l2")
+            entry["blend_sasrec_ease"] = run_blend(split, base, seeds, ease_l2)
+            save()
         if "recbole" in parts and name in args.recbole_datasets.split(","):
             log(f"{name}: RecBole SASRec to its best (cap {recbole_epochs} epochs)")
             entry["recbole"] = run_recbole(split, args.recbole_python, 2020, recbole_epochs, f"pr_{name.replace('-', '_')}",
@@ -409,14 +453,14 @@ def _ndcg(entry: dict[str, Any], model: str) -> float | None:
 
 def verdict(entry: dict[str, Any]) -> dict[str, Any]:
     """The issue's goals, checked on this dataset's figures (None where a part did not run)."""
-    ours = {m: _ndcg(entry, m) for m in ("sasrec", "sasrec_tuned", "text_sasrec")}
+    ours = {m: _ndcg(entry, m) for m in ("sasrec", "sasrec_tuned", "text_sasrec", "blend_sasrec_ease")}
     ours = {m: v for m, v in ours.items() if v is not None}
     ease = _ndcg(entry, "ease")
     best = max(ours, key=ours.get) if ours else None  # type: ignore[arg-type]
     out: dict[str, Any] = {"best_personarec_model": best, "best_ndcg@10": ours.get(best) if best else None, "ease_ndcg@10": ease}
     if best and ease:
         out["best_over_ease"] = ours[best] / ease - 1
-    id_only = max((v for m, v in ours.items() if m != "text_sasrec"), default=None)
+    id_only = max((v for m, v in ours.items() if m in ("sasrec", "sasrec_tuned")), default=None)  # ID-only SASRec
     if "text_sasrec" in ours and id_only:
         out["text_over_id_sasrec"] = ours["text_sasrec"] / id_only - 1
     rb = entry.get("recbole", {})
@@ -444,7 +488,7 @@ def _print_summary(doc: dict[str, Any]) -> None:
         print(f"{'model':<14}" + "".join(f"{m:>16}" for m in cols) + f"{'s to best':>11}")
         for model, res in entry.get("baselines", {}).items():
             print(f"{model:<14}" + "".join(f"{_num(res['test'].get(m)):>16}" for m in cols))
-        for model in ("sasrec", "sasrec_tuned", "text_sasrec"):
+        for model in ("sasrec", "sasrec_tuned", "text_sasrec", "blend_sasrec_ease"):
             res = entry.get(model, {})
             if "test_mean_std" not in res:
                 continue

@@ -22,6 +22,11 @@ BASE_FROM = (
     "key of another model of this run to build on instead of fitting `base` (trained earlier by the same "
     '`personarec train`, or saved in RUN_DIR/models), e.g. base_from = "sasrec": no second training'
 )
+#: the blend's counterpart of ``base_from``
+MEMBERS_FROM = (
+    "keys of other models of this run to blend instead of fitting `members` (trained earlier by the same "
+    '`personarec train`, or saved in RUN_DIR/models), e.g. members_from = ["sasrec", "ease"]: no second training'
+)
 
 
 def stage_models() -> dict[str, type[BaseModel]]:
@@ -54,7 +59,8 @@ def validate_sections(cfg: RunConfig) -> RunConfig:
         if name == "recommend":
             for key in section.models:  # type: ignore[attr-defined]
                 cls_name, params = section.model_spec(key)  # type: ignore[attr-defined]
-                params.pop("base_from", None)  # a training directive (recommend.commands), not a model field
+                params.pop("base_from", None)  # training directives (recommend.service), not model fields
+                params.pop("members_from", None)
                 try:
                     build_recommender(cls_name, params)
                 except ValueError as exc:  # pydantic's ValidationError
@@ -126,4 +132,6 @@ def example_toml() -> str:
                 _table(cls.config_class, cls.config_class().model_dump(mode="json"), f"recommend.models.{rec_name}", out)
                 if "base" in cls.config_class.model_fields:
                     out += [f"# {BASE_FROM}", "# base_from =   (unset)"]
+                if "members" in cls.config_class.model_fields:
+                    out += [f"# {MEMBERS_FROM}", "# members_from =   (unset)"]
     return "\n".join(out) + "\n"

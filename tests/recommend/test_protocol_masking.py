@@ -28,6 +28,7 @@ CONFIGS: dict[str, dict] = {
     "text_sasrec": TINY_SEQ,
     "persona_hybrid": {"base": {"name": "itemknn"}},
     "persona_retrieval": {"query": "history", "per_cluster": 15},
+    "blend": {"members": [{"name": "sasrec", **TINY_SEQ}, {"name": "itemknn"}], "grid_step": 0.5},
 }
 K = 60  # a third of the 180-item catalogue: a model that keeps seen items shows some of them
 

@@ -36,6 +36,7 @@ class FitContext:
     items: ItemSpace | None = None  # the item space (clusters, names): persona models need it
     persona_store: PersonaStore | None = None  # stored LLM personas (None: every user's fallback persona)
     base: Recommender | None = None  # an already fitted model to build on (the hybrid's scorer)
+    members: tuple[Recommender, ...] | None = None  # already fitted models to combine (the blend's members)
     embedder: Any = None  # text embedder for persona texts: ``embed(texts, show_progress=)`` or a callable
     persona_vectors: np.ndarray | None = None  # float32 [n_users, d] persona embeddings, used as given
     persona_profiles: UserProfiles | None = None  # every user's persona content (stage "valid")
@@ -218,6 +219,7 @@ BUILT_IN: dict[str, str] = {
     "persona_sasrec": "personarec.recommend.persona_sasrec:PersonaSASRec",
     "persona_hybrid": "personarec.recommend.persona_hybrid:PersonaHybrid",
     "persona_retrieval": "personarec.recommend.persona_retrieval:PersonaRetrieval",
+    "blend": "personarec.recommend.blend:Blend",
 }
 #: Classes registered so far (built-ins once imported, and any plugin decorated with ``register``).
 RECOMMENDERS: dict[str, type[Recommender]] = {}

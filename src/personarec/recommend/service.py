@@ -156,7 +156,8 @@ class RunService:
 
         A model whose config has ``base_from = "<key>"`` is fitted on top of that model (trained
         earlier in this call, or saved): the persona hybrid re-ranks SASRec's list instead of
-        training a second SASRec. ``tune``: search each model's hyper-parameters on the
+        training a second SASRec. ``members_from = ["<key>", ...]`` does the same for the models a
+        blend combines. ``tune``: search each model's hyper-parameters on the
         validation split first (:func:`personarec.recommend.tuning.tune`, ``recommend.tuning``)
         and keep the best trial's model; the search is written to ``models/<name>/tuning.json``.
         """
@@ -169,7 +170,11 @@ class RunService:
             cls_name, params = rcfg.model_spec(key)
             cls = recommender_class(cls_name)  # an unknown name is a ConfigError naming the available ones
             base_from = params.pop("base_from", None)
+            members_from = params.pop("members_from", None)
             model_context = context if base_from is None else FitContext.of(context, base=self._base(key, str(base_from), trained))
+            if members_from is not None:
+                members = tuple(self._base(key, str(m), trained, "members_from") for m in members_from)
+                model_context = FitContext.of(model_context, members=members)
             fields = cls.config_class.model_fields
             if rcfg.seed_from_run and "seed" in fields and "seed" not in params:
                 params["seed"] = self.cfg.seed
@@ -199,12 +204,12 @@ class RunService:
             trained[key] = self._models[key] = model
         return trained
 
-    def _base(self, key: str, base_from: str, trained: dict[str, Recommender]) -> Recommender:
+    def _base(self, key: str, base_from: str, trained: dict[str, Recommender], directive: str = "base_from") -> Recommender:
         if base_from in trained:
             return trained[base_from]
         if (self.path / "models" / base_from / "config.json").exists():
             return self.model(base_from)
-        raise ConfigError(f"recommend.models.{key}.base_from = {base_from!r}: train {base_from!r} first (or list it before {key!r})")
+        raise ConfigError(f"recommend.models.{key}.{directive} names {base_from!r}: train {base_from!r} first (or list it before {key!r})")
 
     def _print(self, message: str) -> None:
         if self.console is not None:
