@@ -43,7 +43,10 @@ class EASE(Recommender):
         p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
         b = p / (-np.diag(p))[None, :]
         b[np.diag_indices_from(b)] = 0.0
-        self.weights = b.astype(np.float32)
+        # row-major: scoring adds one row of B per history item; the Gram matrix of a CSC product
+        # comes out column-major, and a sparse x column-major product is ~100x slower (Sports: 12 s
+        # instead of 0.1 s per 512 users)
+        self.weights = np.ascontiguousarray(b, dtype=np.float32)
         return self
 
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
@@ -54,4 +57,4 @@ class EASE(Recommender):
         np.save(directory / "weights.npy", self.weights)
 
     def _load_state(self, directory: Path) -> None:
-        self.weights = np.load(directory / "weights.npy")
+        self.weights = np.ascontiguousarray(np.load(directory / "weights.npy"))  # files saved column-major too
