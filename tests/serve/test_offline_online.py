@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict] = {
     "persona_sasrec": {**SMALL_SASREC, "aux_epochs": 1},
     "persona_hybrid": {"base": {"name": "itemknn"}, "interest_boost": 0.1, "explore_quota": 0.2},
     "persona_retrieval": {"query": "history", "popularity_weight": 0.5},
+    "blend": {"members": [{"name": "sasrec", **SMALL_SASREC}, {"name": "itemknn"}], "grid_step": 0.25},
 }
 K = 20
 USERS = [0, 1, 2, 3, 5, 8, 13, 21, 34, 55]
