@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -168,7 +169,8 @@ class Blend(Recommender):
         return totals / len(users)
 
     # -- scoring -------------------------------------------------------------------------
-    def _combine(self, score_of: Any) -> np.ndarray:
+    def _combine(self, score_of: Callable[[Recommender], np.ndarray]) -> np.ndarray:
+        """Weighted sum of ``score_of(member)`` standardised, over the members with weight > 0."""
         assert self.members, "fit or load the model first"
         total: np.ndarray | None = None
         for weight, member in zip(self.weights, self.members):
