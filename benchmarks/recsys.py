@@ -171,20 +171,27 @@ def epoch_logger(name: str, seed: int) -> Any:
 
 
 def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int], items: Any = None,
-              after_fit: Any = None) -> dict[str, Any]:  # fmt: skip
+              after_fit: Any = None, fitted: Any = None) -> dict[str, Any]:  # fmt: skip
     """Fit ``name`` once per seed (early stopping on validation) and score each on test;
-    ``after_fit(model)`` may add entries to each seed's record (e.g. a blend built on the fit)."""
+    ``after_fit(model)`` may add entries to each seed's record (e.g. a blend built on the fit).
+    ``fitted``: a model already fitted with exactly these settings and one of the seeds (the
+    search's best trial) is scored as that seed's run instead of being fitted again."""
     runs = []
     for seed in seeds:
         model = build_recommender(name, dict(params, seed=seed))
-        model.on_epoch = epoch_logger(name, seed)
-        t0 = time.perf_counter()
-        model.fit(split, items=items)
-        fit_s = time.perf_counter() - t0
+        reused = fitted is not None and fitted.get_config() == model.get_config()
+        if reused:
+            model, fit_s = fitted, float(sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in fitted.history_))
+            log(f"  {name} seed {seed}: the search's fit of this setting and seed is reused")
+        else:
+            model.on_epoch = epoch_logger(name, seed)
+            t0 = time.perf_counter()
+            model.fit(split, items=items)
+            fit_s = time.perf_counter() - t0
         test, timings = evaluate(split, {name: model})
         epoch_s = [r["train_seconds"] for r in model.history_]
         runs.append({
-            "seed": seed, "fit_seconds": fit_s, "seconds_to_best": seconds_to_best(model),
+            "seed": seed, "fit_seconds": fit_s, "seconds_to_best": seconds_to_best(model), "reused_search_fit": reused,
             "epochs_run": len(model.history_), "best_epoch": model.best_epoch,
             "best_valid_ndcg@10": max((r.get("valid_ndcg", 0.0) for r in model.history_), default=0.0),
             "epoch_seconds_median": float(np.median(epoch_s)),
@@ -237,7 +244,7 @@ def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], t
     search = result.summary()
     params = dict(base, **result.best_params)
     return {"search": search, "tuning_config": config.model_dump(mode="json"), "best_params": result.best_params,
-            **run_seeds(split, name, params, seeds, items)}  # fmt: skip
+            **run_seeds(split, name, params, seeds, items, fitted=result.model)}  # fmt: skip
 
 
 def run_blend(split: Split, params: dict[str, Any], seeds: list[int], ease_l2: float | None) -> dict[str, Any]:
@@ -431,8 +438,11 @@ def main() -> None:
             save()
         if "recbole" in parts and name in args.recbole_datasets.split(","):
             log(f"{name}: RecBole SASRec to its best (cap {recbole_epochs} epochs)")
-            entry["recbole"] = run_recbole(split, args.recbole_python, 2020, recbole_epochs, f"pr_{name.replace('-', '_')}",
-                                           timeout=args.recbole_timeout)  # fmt: skip
+            run = run_recbole(split, args.recbole_python, 2020, recbole_epochs, f"pr_{name.replace('-', '_')}",
+                              timeout=args.recbole_timeout)  # fmt: skip
+            # earlier records (the issue's reference, stopped reruns) stay beside the new run
+            kept = {k: v for k, v in entry.get("recbole", {}).items() if k in ("issue_reference", "earlier_runs")}
+            entry["recbole"] = {**kept, **run}
             save()
         entry["wall_seconds"] = {**entry.get("wall_seconds", {}), ",".join(sorted(parts)): time.perf_counter() - t_ds}
         entry["verdict"] = verdict(entry)
@@ -475,8 +485,12 @@ def verdict(entry: dict[str, Any]) -> dict[str, Any]:
         out["best_over_recbole"] = ours[best] / out["recbole_ndcg@10"] - 1
         if id_only:
             out["id_sasrec_over_recbole"] = id_only / out["recbole_ndcg@10"] - 1
-        if ours_time and out["recbole_seconds_to_best"]:
-            out["time_to_best_ours_over_recbole"] = ours_time / out["recbole_seconds_to_best"]
+        rb_time = out["recbole_seconds_to_best"]
+        if ours_time and rb_time:
+            out["time_to_best_ours_over_recbole"] = ours_time / rb_time
+        sasrec_time = entry.get("sasrec", {}).get("seconds_to_best_median")  # the goal's pair: SASRec vs SASRec
+        if sasrec_time and rb_time:
+            out["sasrec_time_to_best_over_recbole"] = sasrec_time / rb_time
     return out
 
 
