@@ -154,7 +154,9 @@ def main(spec_path: str, out_path: str) -> None:
         "valid_seconds": valid_seconds,
     }
     if valid_scores:  # time to the best validation epoch: its training and validation passes, summed
-        best = int(np.argmax(valid_scores))
+        # RecBole keeps a later epoch that ties the best (its early stopping updates on >=), and
+        # that epoch's checkpoint is the model tested above
+        best = len(valid_scores) - 1 - int(np.argmax(valid_scores[::-1]))
         result["best_epoch"] = best + 1
         result["seconds_to_best"] = float(sum(epoch_seconds[: best + 1]) + sum(valid_seconds[: best + 1]))
     open(out_path, "w").write(json.dumps(result, indent=2))
