@@ -151,9 +151,14 @@ def run_baselines(split: Split) -> dict[str, Any]:
     return out
 
 
+def epoch_seconds(model: Any, epochs: int | None = None) -> float:
+    """Training + validation seconds of a fit's first ``epochs`` epochs (all when None)."""
+    return float(sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in model.history_[:epochs]))
+
+
 def seconds_to_best(model: Any) -> float:
-    """Training + validation seconds of the epochs up to the best one (what early stopping keeps)."""
-    return float(sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in model.history_[: model.best_epoch]))
+    """The epochs up to the best one (what early stopping keeps)."""
+    return epoch_seconds(model, model.best_epoch)
 
 
 def epoch_logger(name: str, seed: int) -> Any:
@@ -181,7 +186,7 @@ def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int],
         model = build_recommender(name, dict(params, seed=seed))
         reused = fitted is not None and fitted.get_config() == model.get_config()
         if reused:
-            model, fit_s = fitted, float(sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in fitted.history_))
+            model, fit_s = fitted, epoch_seconds(fitted)
             log(f"  {name} seed {seed}: the search's fit of this setting and seed is reused")
         else:
             model.on_epoch = epoch_logger(name, seed)
