@@ -234,20 +234,65 @@ def cold_calibration(split: Split, name: str, model: Any) -> dict[str, Any]:
     return out
 
 
+def measured_trials(entry: dict[str, Any], rows: list[str], name: str, base: dict[str, Any], first_seed: int,
+                    seeds_per_trial: int, space: dict[str, Any]) -> list[Any]:  # fmt: skip
+    """The search's measured trials from this dataset's stored rows (``--tune-measured``): each row's
+    fits of the search's first seeds, checked to share every fixed setting with the search, so a
+    setting already fitted is scored, not fitted again."""
+    from personarec.recommend.tuning import MeasuredTrial, ParamRange, default_space
+
+    searched = {**default_space(name), **{k: ParamRange(**v) for k, v in space.items()}}
+    out = []
+    for row in rows:
+        if row not in entry or "config" not in entry[row]:
+            raise SystemExit(f"--tune-measured: no row {row!r} with a config here (rows: {', '.join(sorted(entry))})")
+        config = build_recommender(name, entry[row]["config"]).get_config()
+        params = {k: config[k] for k in searched}
+        expected = build_recommender(name, dict(base, **params)).get_config()
+        if differ := sorted(k for k in set(config) | set(expected) if k not in ("seed", "checkpoint_path", "show_progress")
+                            and config.get(k) != expected.get(k)):  # fmt: skip
+            raise SystemExit(f"--tune-measured: row {row!r} differs from the search's fixed settings in {differ}")
+        by_seed = {r["seed"]: r for r in entry[row]["runs"]}
+        wanted = [first_seed + offset for offset in range(seeds_per_trial)]
+        if missing := [s for s in wanted if s not in by_seed]:
+            raise SystemExit(f"--tune-measured: row {row!r} has no fit of seed(s) {missing}")
+        values = [by_seed[s]["best_valid_ndcg@10"] for s in wanted]
+        out.append(MeasuredTrial(params, float(np.mean(values)), by_seed[wanted[0]]["valid_curve"], source=row))
+        log(f"  measured trial {row}: valid ndcg@10 {np.mean(values):.4f} (seeds {wanted}), not fitted again")
+    return out
+
+
 def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], trials: int, timeout: float,
               items: Any = None, seeds_per_trial: int = 1, start_from: list[dict[str, Any]] | None = None,
-              space: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Search ``name``'s hyper-parameters on validation (Optuna), then fit the best with every seed."""
+              space: dict[str, Any] | None = None, entry: dict[str, Any] | None = None,
+              measured_rows: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Search ``name``'s hyper-parameters on validation (Optuna), then fit the best with every seed.
+    When the best is a measured trial (a stored row), that row's fits are the seeds' runs."""
     from personarec.recommend.base import FitContext
     from personarec.recommend.tuning import TuningConfig, tune
 
     config = TuningConfig(trials=trials, timeout_s=timeout, max_epochs=base.get("max_epochs", 200), patience=5, seed=0,
                           seeds=seeds_per_trial, start_from=start_from or [], space=space or {})  # fmt: skip
-    result = tune(name, dict(base, seed=seeds[0]), split, FitContext(items=items), config, log=lambda m: log("  " + m))
+    measured = measured_trials(entry or {}, measured_rows or [], name, dict(base, max_epochs=config.max_epochs,
+                               patience=config.patience), seeds[0], seeds_per_trial, space or {})  # fmt: skip
+    result = tune(name, dict(base, seed=seeds[0]), split, FitContext(items=items), config, measured=measured,
+                  log=lambda m: log("  " + m))  # fmt: skip
     log(f"  {name} search: {len(result.trials)} trials in {result.seconds:.0f}s, best valid ndcg@10 {result.best_value:.4f}: "
         f"{result.best_params}")  # fmt: skip
     search = result.summary()
     params = dict(base, **result.best_params)
+    if result.best_measured is not None:  # the stored row's fits of the best setting are its seeds' runs
+        row = (entry or {})[result.best_measured.source]
+        kept = {r["seed"]: r for r in row["runs"]}
+        if all(s in kept for s in seeds):
+            log(f"  {name}: the best is the measured row {result.best_measured.source}; its fits are the seeds' runs")
+            picked = [dict(kept[s], reused_from=result.best_measured.source) for s in seeds]
+            runs = {"config": row["config"], "seeds": seeds, "runs": picked,
+                    "test_mean_std": {m: mean_std([r["test"].get(m) for r in picked]) for m in METRICS + ["cold_recall@10"]},
+                    "seconds_to_best_median": float(np.median([r["seconds_to_best"] for r in picked])),
+                    "epoch_seconds_median": float(np.median([r["epoch_seconds_median"] for r in picked]))}  # fmt: skip
+            return {"search": search, "tuning_config": config.model_dump(mode="json"), "best_params": result.best_params,
+                    **runs}  # fmt: skip
     return {"search": search, "tuning_config": config.model_dump(mode="json"), "best_params": result.best_params,
             **run_seeds(split, name, params, seeds, items, fitted=result.model)}  # fmt: skip
 
@@ -346,6 +391,10 @@ def main() -> None:
                     help='settings the search tries first, e.g. \'[{"hidden": 64}, {"hidden": 256, "n_blocks": 1}]\'')
     ap.add_argument("--tune-space", type=json.loads, default={}, metavar="JSON",
                     help='searched parameters added or replaced, e.g. \'{"hidden": {"choices": [64, 256]}}\'')
+    ap.add_argument("--tune-measured", default="", metavar="ROWS",
+                    help="stored rows of this dataset (e.g. sasrec,sasrec_office_setting) whose fits of the first "
+                         "seed(s) enter the search as finished trials, not fitted again; their fixed settings must "
+                         "match the search's. A best measured row gives its own fits as the tuned runs")
     ap.add_argument("--tune-timeout", type=float, default=1500, help="search budget per dataset (seconds; no trial starts after it)")
     ap.add_argument("--text-params", default="tuned", choices=["tuned", "default"],
                     help="text_sasrec's settings: the tuned SASRec's (when that part ran) or SASRec's defaults")
@@ -424,7 +473,8 @@ def main() -> None:
             log(f"{name}: sasrec tuned on validation ({trials} trials, {args.tune_timeout:.0f}s budget)")
             entry["sasrec_tuned"] = run_tuned(split, "sasrec", base, seeds, trials, args.tune_timeout,
                                               seeds_per_trial=args.seeds_per_trial, start_from=args.tune_start,
-                                              space=args.tune_space)  # fmt: skip
+                                              space=args.tune_space, entry=entry,
+                                              measured_rows=[r for r in args.tune_measured.split(",") if r])  # fmt: skip
             save()
         if "text" in parts:
             if not entry["has_text"]:

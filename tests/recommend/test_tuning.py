@@ -12,7 +12,7 @@ from personarec.config import load_config
 from personarec.data.splits import Split
 from personarec.errors import ConfigError
 from personarec.recommend.service import RunService
-from personarec.recommend.tuning import ParamRange, TuningConfig, default_space, tune
+from personarec.recommend.tuning import MeasuredTrial, ParamRange, TuningConfig, default_space, tune
 from tests.recommend.conftest import cyclic_split
 
 FIXED = dict(hidden=16, n_blocks=1, max_len=12, batch_size=32, num_threads=1, seed=0)
@@ -77,6 +77,43 @@ def test_start_points_are_tried_first_in_order(split):
     for bad, message in [({"hidden": 32}, "choices"), ({"lr": 1.0}, "outside"), ({"heads": 2}, "not searched")]:
         with pytest.raises(ConfigError, match=message):
             tune("sasrec", FIXED, split, config=config.model_copy(update={"start_from": [bad]}))
+
+
+def _full(**params):
+    """A setting with a value for every parameter SMALL searches over the default space."""
+    space = {**default_space("sasrec"), **SMALL.space}
+    return {name: (r.choices[0] if r.choices else r.low) for name, r in space.items()} | params
+
+
+def test_measured_trials_are_recorded_not_fitted(split):
+    """A setting fitted before enters the study as a finished trial: it costs no fit of the budget,
+    and when it is the best, the result names it and carries no model (the caller keeps its fit)."""
+    config = SMALL.model_copy(update={"trials": 2, "prune": False})
+    winner = MeasuredTrial(_full(lr=0.01), value=2.0, curve=[0.5, 2.0], source="stored row")  # above any real NDCG
+    result = tune("sasrec", FIXED, split, config=config, measured=[winner])
+    assert len(result.trials) == 3 and result.trials[0]["measured_from"] == "stored row"
+    assert [("fit_seconds" in t) for t in result.trials] == [False, True, True]  # only the sampled ones were fitted
+    assert result.model is None and result.best_measured is winner and result.best_value == 2.0
+    assert result.best_params == {k: winner.params[k] for k in result.best_params} and result.best_params["lr"] == 0.01
+    assert result.summary()["best_measured_from"] == "stored row" and result.summary()["n_measured"] == 1
+
+    loser = MeasuredTrial(_full(), value=-0.5, source="weak row")
+    result = tune("sasrec", FIXED, split, config=config, measured=[loser])
+    assert result.best_measured is None and result.model is not None and result.best_value > -0.5
+    with pytest.raises(ConfigError, match="no value for searched"):
+        tune("sasrec", FIXED, split, config=config, measured=[MeasuredTrial({"lr": 0.01}, value=0.1)])
+    with pytest.raises(ConfigError, match="choices"):
+        tune("sasrec", FIXED, split, config=config, measured=[MeasuredTrial(_full(hidden=7), value=0.1)])
+
+
+def test_pruner_compares_new_trials_with_measured_curves(split):
+    """Measured curves count as the pruner's earlier trials: with three far better curves on record,
+    the first sampled trial is stopped at the first epoch it may be."""
+    strong = [MeasuredTrial(_full(lr=lr), value=2.0, curve=[2.0] * 8, source=f"row {lr}") for lr in (0.002, 0.004, 0.008)]
+    config = SMALL.model_copy(update={"trials": 1, "max_epochs": 6, "patience": 6, "prune_after": 2})
+    result = tune("sasrec", FIXED, split, config=config, measured=strong)
+    assert [t["state"] for t in result.trials] == ["COMPLETE"] * 3 + ["PRUNED"]
+    assert result.best_measured is strong[0]
 
 
 def test_only_models_that_validate_while_training():

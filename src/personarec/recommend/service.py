@@ -190,6 +190,7 @@ class RunService:
                     from personarec.recommend.tuning import tune as search_params
 
                     search = search_params(cls_name, params, self.split, model_context, rcfg.tuning, log=self._print)
+                    assert search.model is not None  # no measured trials here: the best was fitted by the search
                     model = search.model
                 else:
                     with nullcontext() if own_bar else self.console.status(f"fitting {key}"):

@@ -7,12 +7,15 @@ validation NDCG@k it reached. The test events are never read. Trials are sampled
 sampler and hopeless ones are stopped early by a median pruner on the per-epoch validation
 curve, so a budget of trials or seconds buys more of the search. The best trial's model is
 already trained (train + early stopping on validation), so it is the model the run keeps.
+Settings already fitted on the same split with the same fixed settings (a benchmark's rows) can be
+handed in as measured trials: the study records their scores and curves without fitting them again.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -120,15 +123,32 @@ def default_space(model_name: str) -> dict[str, ParamRange]:
     )
 
 
+@dataclass(frozen=True)
+class MeasuredTrial:
+    """A setting already fitted on this split's validation, under the search's fixed settings and
+    seeds (e.g. a benchmark's row of the defaults). The study records it as a finished trial, so
+    the sampler learns from it, the pruner compares later curves with its curve, and it can be the
+    best, without spending a fit of the budget on it again."""
+
+    params: dict[str, Any]  #: a value for every searched parameter
+    value: float  #: best validation NDCG@k (the mean over the search's seeds per trial)
+    curve: Sequence[float] = ()  #: first seed's validation NDCG per epoch (epochs 1, 2, ...), for the pruner
+    source: str = ""  #: where it was measured (recorded with the trial)
+
+
 @dataclass
 class TuneResult:
-    """The search's outcome: the best parameters, its validation score and fitted model, every trial."""
+    """The search's outcome: the best parameters, its validation score and fitted model, every trial.
 
-    model: Recommender
+    ``model`` is None when the best trial is a measured one (it was not fitted in this search);
+    ``best_measured`` then names it, and the caller keeps the fit it was measured from."""
+
+    model: Recommender | None
     best_params: dict[str, Any]
     best_value: float
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    best_measured: MeasuredTrial | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record (``RUN_DIR/models/<name>/tuning.json``)."""
@@ -138,6 +158,8 @@ class TuneResult:
             "seconds": round(self.seconds, 1),
             "n_trials": len(self.trials),
             "n_pruned": sum(t["state"] == "PRUNED" for t in self.trials),
+            "n_measured": sum("measured_from" in t for t in self.trials),
+            "best_measured_from": self.best_measured.source if self.best_measured else None,
             "trials": self.trials,
         }
 
@@ -149,12 +171,14 @@ def tune(
     context: FitContext | None = None,
     config: TuningConfig | None = None,
     *,
+    measured: Sequence[MeasuredTrial] = (),
     log: Any = None,
 ) -> TuneResult:
     """Search ``model_name``'s hyper-parameters on ``split``'s validation targets.
 
     ``params`` are the fixed settings (the run's config of the model); searched ones override
-    them. ``log``: a callable given one line per finished trial (progress for the CLI).
+    them. ``measured``: trials fitted before (see ``MeasuredTrial``), recorded first; they do not
+    count against ``config.trials``. ``log``: a callable given one line per finished trial.
     """
     import optuna
 
@@ -164,10 +188,14 @@ def tune(
     space = {**default_space(model_name), **config.space}
     for number, setting in enumerate(config.start_from):
         _check_setting(setting, space, f"recommend.tuning.start_from[{number}]")
+    for trial in measured:
+        _check_setting(trial.params, space, f"measured trial {trial.source or trial.params}")
+        if missing := sorted(set(space) - set(trial.params)):
+            raise ConfigError(f"measured trial {trial.source or trial.params}: no value for searched {missing}")
     fixed = {k: v for k, v in params.items() if k not in space}
     fixed.update(max_epochs=config.max_epochs, patience=config.patience, early_stopping=True, show_progress=False)
     fixed.pop("checkpoint_path", None)  # trials must not overwrite the run's checkpoint
-    best: dict[str, Any] = {"value": -1.0, "model": None}
+    best: dict[str, Any] = {"value": -1.0, "model": None, "measured": None}
 
     def objective(trial: optuna.Trial) -> float:
         sampled = {name: _suggest(trial, name, r) for name, r in space.items()}
@@ -196,7 +224,7 @@ def tune(
         trial.set_user_attr("best_epoch", int(fits[0].best_epoch))  # type: ignore[attr-defined]
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - start, 1))
         if value > best["value"]:
-            best.update(value=value, model=fits[0])
+            best.update(value=value, model=fits[0], measured=None)
         return value
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -212,19 +240,36 @@ def tune(
         if config.prune
         else optuna.pruners.NopPruner(),
     )
+    distributions = {name: _distribution(r) for name, r in space.items()}
+    for trial in measured:  # before the start points, so a start point already measured is not fitted again
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: trial.params[k] for k in space},
+                distributions=distributions,
+                value=float(trial.value),
+                intermediate_values={epoch: float(v) for epoch, v in enumerate(trial.curve, start=1)},
+                user_attrs={"measured_from": trial.source},
+            )
+        )
+        if trial.value > best["value"]:
+            best.update(value=float(trial.value), model=None, measured=trial)
     for setting in config.start_from:
         study.enqueue_trial(setting, skip_if_exists=True)
     start = time.perf_counter()
     study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s, callbacks=[on_trial])
-    if best["model"] is None:
+    if best["model"] is None and best["measured"] is None:
         raise ConfigError(f"no {model_name} trial finished within the budget ({config.trials} trials, {config.timeout_s} s)")
     trials = [
         {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params, **t.user_attrs}
         for t in study.trials
     ]
+    seconds = time.perf_counter() - start
+    if best["measured"] is not None:
+        best_params = {k: best["measured"].params[k] for k in space}
+        return TuneResult(None, best_params, float(best["value"]), trials, seconds, best_measured=best["measured"])
     model = best["model"]  # the trial's first-seed fit, trained on train with early stopping on validation
     best_params = {k: v for k, v in model.get_config().items() if k in space}
-    return TuneResult(model, best_params, float(best["value"]), trials, time.perf_counter() - start)
+    return TuneResult(model, best_params, float(best["value"]), trials, seconds)
 
 
 def _check_setting(setting: dict[str, Any], space: dict[str, ParamRange], where: str) -> None:
@@ -237,6 +282,17 @@ def _check_setting(setting: dict[str, Any], space: dict[str, ParamRange], where:
             raise ConfigError(f"{where}: {name}={value!r} is not one of the choices {r.choices}")
         if r.choices is None and not (isinstance(value, int | float) and r.low <= value <= r.high):  # type: ignore[operator]
             raise ConfigError(f"{where}: {name}={value!r} is outside [{r.low}, {r.high}]")
+
+
+def _distribution(r: ParamRange) -> Any:
+    """The Optuna distribution ``_suggest`` samples ``r`` from (a measured trial is recorded in it)."""
+    import optuna
+
+    if r.choices is not None:
+        return optuna.distributions.CategoricalDistribution(r.choices)
+    if r.integer:
+        return optuna.distributions.IntDistribution(int(r.low), int(r.high), log=r.log)  # type: ignore[arg-type]
+    return optuna.distributions.FloatDistribution(float(r.low), float(r.high), log=r.log)  # type: ignore[arg-type]
 
 
 def _suggest(trial: Any, name: str, r: ParamRange) -> Any:
