@@ -265,9 +265,11 @@ def measured_trials(entry: dict[str, Any], rows: list[str], name: str, base: dic
 def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], trials: int, timeout: float,
               items: Any = None, seeds_per_trial: int = 1, start_from: list[dict[str, Any]] | None = None,
               space: dict[str, Any] | None = None, entry: dict[str, Any] | None = None,
-              measured_rows: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+              measured_rows: list[str] | None = None, checkpoint: Any = None) -> dict[str, Any]:  # fmt: skip
     """Search ``name``'s hyper-parameters on validation (Optuna), then fit the best with every seed.
-    When the best is a measured trial (a stored row), that row's fits are the seeds' runs."""
+    When the best is a measured trial (a stored row), that row's fits are the seeds' runs.
+    ``checkpoint(record)`` receives the search's record before the seeds are fitted, so a run
+    stopped during those fits keeps the search (an hour or more on a large catalogue)."""
     from personarec.recommend.base import FitContext
     from personarec.recommend.tuning import TuningConfig, tune
 
@@ -281,6 +283,8 @@ def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], t
         f"{result.best_params}")  # fmt: skip
     search = result.summary()
     params = dict(base, **result.best_params)
+    if checkpoint is not None:
+        checkpoint({"search": search, "best_params": result.best_params, "runs_pending": seeds})
     if result.best_measured is not None:  # the stored row's fits of the best setting are its seeds' runs
         row = (entry or {})[result.best_measured.source]
         kept = {r["seed"]: r for r in row["runs"]}
@@ -474,7 +478,8 @@ def main() -> None:
             entry["sasrec_tuned"] = run_tuned(split, "sasrec", base, seeds, trials, args.tune_timeout,
                                               seeds_per_trial=args.seeds_per_trial, start_from=args.tune_start,
                                               space=args.tune_space, entry=entry,
-                                              measured_rows=[r for r in args.tune_measured.split(",") if r])  # fmt: skip
+                                              measured_rows=[r for r in args.tune_measured.split(",") if r],
+                                              checkpoint=lambda record: (entry.update(sasrec_tuned=record), save()))  # fmt: skip
             save()
         if "text" in parts:
             if not entry["has_text"]:

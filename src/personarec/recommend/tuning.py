@@ -230,7 +230,7 @@ def tune(
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if log is not None:
             done = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
-            log(f"trial {trial.number + 1}/{config.trials}: valid ndcg {done}; best {max(best['value'], 0):.4f}")
+            log(f"trial {trial.number + 1 - len(measured)}/{config.trials}: valid ndcg {done}; best {max(best['value'], 0):.4f}")
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
