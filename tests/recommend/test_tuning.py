@@ -106,6 +106,18 @@ def test_measured_trials_are_recorded_not_fitted(split):
         tune("sasrec", FIXED, split, config=config, measured=[MeasuredTrial(_full(hidden=7), value=0.1)])
 
 
+def test_a_setting_already_scored_is_not_fitted_again(split):
+    """With one choice per parameter the sampler can only propose the measured setting: no trial
+    fits, each takes the measured score and names the trial it repeats."""
+    fixed_space = {name: ParamRange(choices=[value]) for name, value in _full(lr=0.01).items()}
+    config = SMALL.model_copy(update={"trials": 2, "prune": False, "space": fixed_space})
+    measured = MeasuredTrial(_full(lr=0.01), value=0.25, source="stored row")
+    result = tune("sasrec", FIXED, split, config=config, measured=[measured])
+    assert [t.get("same_setting_as") for t in result.trials] == [None, 0, 0]
+    assert [t["value"] for t in result.trials] == [0.25] * 3 and not any("fit_seconds" in t for t in result.trials)
+    assert result.best_measured is measured and result.model is None
+
+
 def test_pruner_compares_new_trials_with_measured_curves(split):
     """Measured curves count as the pruner's earlier trials: with three far better curves on record,
     the first sampled trial is stopped at the first epoch it may be."""

@@ -178,7 +178,8 @@ def tune(
 
     ``params`` are the fixed settings (the run's config of the model); searched ones override
     them. ``measured``: trials fitted before (see ``MeasuredTrial``), recorded first; they do not
-    count against ``config.trials``. ``log``: a callable given one line per finished trial.
+    count against ``config.trials``. A sampled setting already scored in the study is not fitted
+    again: the trial takes that score. ``log``: a callable given one line per finished trial.
     """
     import optuna
 
@@ -201,6 +202,10 @@ def tune(
         sampled = {name: _suggest(trial, name, r) for name, r in space.items()}
         if sampled.get("hidden", 1) % sampled.get("n_heads", 1):
             raise optuna.TrialPruned("hidden not divisible by n_heads")
+        for done in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if done.params == sampled:  # the seeded sampler can propose a setting already scored (e.g. measured)
+                trial.set_user_attr("same_setting_as", done.number)
+                return float(done.value)  # type: ignore[arg-type]
 
         def report(record: dict[str, float]) -> None:
             if "valid_ndcg" in record:
