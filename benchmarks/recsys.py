@@ -209,15 +209,19 @@ def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int],
             runs[-1].update(after_fit(model))
         log(f"  {name} seed {seed}: best epoch {model.best_epoch} of {len(epoch_s)}, {seconds_to_best(model):.0f}s to best, "
             f"test ndcg@10 {test[name]['ndcg@10']:.4f}, cold recall@10 {test[name].get('cold_recall@10')}")  # fmt: skip
-    summary = {m: mean_std([r["test"].get(m) for r in runs]) for m in METRICS + ["cold_recall@10"]}
     config = build_recommender(name, params).get_config()
+    return {"config": {k: v for k, v in config.items() if k not in ("show_progress", "seed")}, "seeds": seeds,
+            **summarise_runs(runs)}  # fmt: skip
+
+
+def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' runs with their test mean ± std and median times (one summary for fitted and reused runs)."""
     extra = {}
     if any("cold_offset" in r for r in runs):  # the same fits scored without the cold offset
         plain = [r.get("test_without_cold_offset", r["test"]) for r in runs]
         extra["test_without_cold_offset_mean_std"] = {m: mean_std([p.get(m) for p in plain]) for m in ("ndcg@10", "recall@10", "cold_recall@10")}
-    return {"config": {k: v for k, v in config.items() if k not in ("show_progress", "seed")}, "seeds": seeds, "runs": runs,
-            "test_mean_std": summary, **extra,
-            "seconds_to_best_median": float(np.median([r["seconds_to_best"] for r in runs])),
+    return {"runs": runs, "test_mean_std": {m: mean_std([r["test"].get(m) for r in runs]) for m in METRICS + ["cold_recall@10"]},
+            **extra, "seconds_to_best_median": float(np.median([r["seconds_to_best"] for r in runs])),
             "epoch_seconds_median": float(np.median([r["epoch_seconds_median"] for r in runs]))}  # fmt: skip
 
 
@@ -291,12 +295,8 @@ def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], t
         if all(s in kept for s in seeds):
             log(f"  {name}: the best is the measured row {result.best_measured.source}; its fits are the seeds' runs")
             picked = [dict(kept[s], reused_from=result.best_measured.source) for s in seeds]
-            runs = {"config": row["config"], "seeds": seeds, "runs": picked,
-                    "test_mean_std": {m: mean_std([r["test"].get(m) for r in picked]) for m in METRICS + ["cold_recall@10"]},
-                    "seconds_to_best_median": float(np.median([r["seconds_to_best"] for r in picked])),
-                    "epoch_seconds_median": float(np.median([r["epoch_seconds_median"] for r in picked]))}  # fmt: skip
             return {"search": search, "tuning_config": config.model_dump(mode="json"), "best_params": result.best_params,
-                    **runs}  # fmt: skip
+                    "config": row["config"], "seeds": seeds, **summarise_runs(picked)}  # fmt: skip
     return {"search": search, "tuning_config": config.model_dump(mode="json"), "best_params": result.best_params,
             **run_seeds(split, name, params, seeds, items, fitted=result.model)}  # fmt: skip
 
