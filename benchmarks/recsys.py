@@ -1,6 +1,6 @@
 """Recommender benchmark on five catalogues: baselines, SASRec (defaults), SASRec tuned on validation
-(Optuna), text-aware SASRec, a SASRec + EASE blend (``--parts blend``), and RecBole 1.2.1's SASRec
-trained to its best, side by side.
+(Optuna), text-aware SASRec, SASRec + EASE and text_sasrec + EASE blends (``--parts blend`` and
+``--parts blend_text``), and RecBole 1.2.1's SASRec trained to its best, side by side.
 
     .venv/bin/python benchmarks/recsys.py            # full run  -> benchmarks/results/recsys.json
     .venv/bin/python benchmarks/recsys.py --quick    # smoke run -> benchmarks/results/recsys_quick.json
