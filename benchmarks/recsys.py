@@ -303,6 +303,13 @@ def run_tuned(split: Split, name: str, base: dict[str, Any], seeds: list[int], t
             **run_seeds(split, name, params, seeds, items, fitted=result.model)}  # fmt: skip
 
 
+def text_params(entry: dict[str, Any], base: dict[str, Any], source: str) -> tuple[dict[str, Any], str]:
+    """text_sasrec's settings: the tuned SASRec's best (``source == "tuned"``, when that part ran) or
+    SASRec's defaults; with where they came from, stored beside the row."""
+    tuned = entry.get("sasrec_tuned", {}).get("best_params") if source == "tuned" else None
+    return dict(base, **(tuned or {})), ("sasrec_tuned" if tuned else "sasrec defaults")
+
+
 def run_blend(split: Split, member: str, params: dict[str, Any], seeds: list[int], ease_l2: float | None,
               items: Any = None) -> dict[str, Any]:  # fmt: skip
     """``member`` (SASRec or text_sasrec, each seed) blended with EASE: per-user standardised scores,
@@ -489,11 +496,9 @@ def main() -> None:
                 entry["text_sasrec"] = {"skipped": "the catalogue has no item text"}
             else:
                 log(f"{name}: text_sasrec, seeds {seeds}")
-                space = item_space(split)
-                tuned = entry.get("sasrec_tuned", {}).get("best_params") if args.text_params == "tuned" else None
-                params = dict(base, **(tuned or {}))
-                entry["text_sasrec"] = {"params_from": "sasrec_tuned" if tuned else "sasrec defaults",
-                                        **run_seeds(split, "text_sasrec", params, seeds, items=space)}  # fmt: skip
+                params, params_from = text_params(entry, base, args.text_params)
+                entry["text_sasrec"] = {"params_from": params_from,
+                                        **run_seeds(split, "text_sasrec", params, seeds, items=item_space(split))}  # fmt: skip
             save()
         ease_l2 = entry.get("baselines", {}).get("ease", {}).get("config", {}).get("l2")
         if "blend" in parts:
@@ -503,9 +508,11 @@ def main() -> None:
         if "blend_text" in parts:
             if not entry["has_text"]:
                 entry["blend_text_sasrec_ease"] = {"skipped": "the catalogue has no item text"}
-            else:  # text_sasrec with the settings of the stored text_sasrec row, so its member scores match that row's
+            else:  # text_sasrec's settings follow --text-params as in the text part, so its fits match that row's
                 log(f"{name}: text_sasrec + ease blend (weights on validation), seeds {seeds}")
-                entry["blend_text_sasrec_ease"] = run_blend(split, "text_sasrec", base, seeds, ease_l2, items=item_space(split))
+                params, params_from = text_params(entry, base, args.text_params)
+                entry["blend_text_sasrec_ease"] = {"params_from": params_from, **run_blend(
+                    split, "text_sasrec", params, seeds, ease_l2, items=item_space(split))}  # fmt: skip
             save()
         if "recbole" in parts and name in args.recbole_datasets.split(","):
             log(f"{name}: RecBole SASRec to its best (cap {recbole_epochs} epochs)")
