@@ -216,14 +216,19 @@ def run_seeds(split: Split, name: str, params: dict[str, Any], seeds: list[int],
             **summarise_runs(runs)}  # fmt: skip
 
 
+def metrics_mean_std(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each test metric's mean ± std over the seeds' results."""
+    return {m: mean_std([r.get(m) for r in results]) for m in METRICS + ["cold_recall@10"]}
+
+
 def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The seeds' runs with their test mean ± std and median times (one summary for fitted and reused runs)."""
     extra = {}
     if any("cold_offset" in r for r in runs):  # the same fits scored without the cold offset
         plain = [r.get("test_without_cold_offset", r["test"]) for r in runs]
         extra["test_without_cold_offset_mean_std"] = {m: mean_std([p.get(m) for p in plain]) for m in ("ndcg@10", "recall@10", "cold_recall@10")}
-    return {"runs": runs, "test_mean_std": {m: mean_std([r["test"].get(m) for r in runs]) for m in METRICS + ["cold_recall@10"]},
-            **extra, "seconds_to_best_median": float(np.median([r["seconds_to_best"] for r in runs])),
+    return {"runs": runs, "test_mean_std": metrics_mean_std([r["test"] for r in runs]), **extra,
+            "seconds_to_best_median": float(np.median([r["seconds_to_best"] for r in runs])),
             "epoch_seconds_median": float(np.median([r["epoch_seconds_median"] for r in runs]))}  # fmt: skip
 
 
@@ -335,7 +340,7 @@ def run_blend(split: Split, member: str, params: dict[str, Any], seeds: list[int
 
     out = run_seeds(split, member, params, seeds, items, after_fit=blend_with_ease)
     out[f"member_{member}_test_mean_std"] = out.pop("test_mean_std")
-    out["test_mean_std"] = {m: mean_std([r["blend_test"].get(m) for r in out["runs"]]) for m in METRICS + ["cold_recall@10"]}
+    out["test_mean_std"] = metrics_mean_std([r["blend_test"] for r in out["runs"]])
     out["members"] = {member: out.pop("config"), "ease": ease.get_config()}
     out["note"] = (f"test figures are the blend's; member_{member}_test_mean_std scores the same {member} fits alone; "
                    f"seconds_to_best is {member}'s (EASE's fit and the weight search add blend_seconds)")  # fmt: skip
